@@ -33,11 +33,11 @@ const (
 
 // Monitor plugin capabilities.
 const (
-	CapWatch     Capability = "watch" // Watch/Status/Forget/Events
-	CapLogs      Capability = "logs"  // CRI log files, ReopenLog
-	CapOOM       Capability = "oom"   // OOM kill detection
-	CapAttachIO  Capability = "attach-io"
-	CapReattach  Capability = "reattach" // survives host restarts
+	CapWatch    Capability = "watch" // Watch/Status/Forget/Events
+	CapLogs     Capability = "logs"  // CRI log files, ReopenLog
+	CapOOM      Capability = "oom"   // OOM kill detection
+	CapAttachIO Capability = "attach-io"
+	CapReattach Capability = "reattach" // survives host restarts
 )
 
 // HasCapability reports whether caps lists c.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	hclog "github.com/hashicorp/go-hclog"
@@ -157,7 +159,7 @@ func Serve(p Base, kind Kind, register func(*grpc.Server)) {
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name:       info.Name,
 		Level:      hclog.LevelFromString(envOr("BERTH_PLUGIN_LOG_LEVEL", "info")),
-		Output:     os.Stderr,
+		Output:     logOutput(),
 		JSONFormat: true,
 	})
 	versioned := make(map[int]plugin.PluginSet)
@@ -173,6 +175,47 @@ func Serve(p Base, kind Kind, register func(*grpc.Server)) {
 		GRPCServer:       plugin.DefaultGRPCServer,
 		Logger:           logger,
 	})
+}
+
+// logOutput is stderr (which the host reads and re-emits) plus, when the
+// host names one in BERTH_PLUGIN_LOG_FILE, a file of the plugin's own, so a
+// plugin keeps a log while no host is there to read its stderr.
+func logOutput() io.Writer {
+	path := os.Getenv("BERTH_PLUGIN_LOG_FILE")
+	if path == "" {
+		return os.Stderr
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "berth sdk: cannot open log file: %v\n", err)
+		return os.Stderr
+	}
+	if st, err := f.Stat(); err == nil && st.Size() > maxLogFile {
+		// Keep one previous generation; the size check runs at each start.
+		_ = os.Rename(path, path+".1")
+		_ = f.Close()
+		if f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err != nil {
+			return os.Stderr
+		}
+	}
+	return &teeWriter{file: f, stderr: os.Stderr}
+}
+
+const maxLogFile = 16 << 20
+
+// teeWriter writes to the file and to stderr, ignoring stderr errors (EPIPE
+// once the host is gone).
+type teeWriter struct {
+	mu     sync.Mutex
+	file   *os.File
+	stderr io.Writer
+}
+
+func (t *teeWriter) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, _ = t.stderr.Write(p)
+	return t.file.Write(p)
 }
 
 func envOr(k, def string) string {
