@@ -78,7 +78,13 @@ func (a *hcAdapter) Log(level hclog.Level, msg string, args ...any) {
 	// hclog args are key/value pairs; an odd trailing value is kept as is.
 	for i := 0; i < len(args); i += 2 {
 		if i+1 < len(args) {
-			all = append(all, fmt.Sprint(args[i]), args[i+1])
+			key := fmt.Sprint(args[i])
+			if key == "plugin" {
+				// go-plugin passes the binary's path as "plugin"; the host
+				// tags lines with the plugin's configured name under that key.
+				key = "plugin_path"
+			}
+			all = append(all, key, args[i+1])
 		} else {
 			all = append(all, "extra", args[i])
 		}

@@ -350,6 +350,11 @@ func (i *Instance) adopt(ctx context.Context, client *plugin.Client, rpc plugin.
 	}); err != nil {
 		return fmt.Errorf("plugin %q: Configure: %w", i.spec.Name, err)
 	}
+	// Ask again: attributes such as the runtime binary's version are known
+	// only once the plugin is configured.
+	if info, err = pc.Info(cctx, &pluginv1.InfoRequest{}); err != nil {
+		return fmt.Errorf("plugin %q: Info: %w", i.spec.Name, err)
+	}
 	health, err := pc.Health(cctx, &pluginv1.HealthRequest{})
 	if err != nil {
 		return fmt.Errorf("plugin %q: Health: %w", i.spec.Name, err)

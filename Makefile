@@ -1,0 +1,96 @@
+# Berth. `make run` builds, installs and runs the daemon in the foreground;
+# `make test` is what CI runs. Both work as root on a fresh Debian 12.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+
+PLUGINS := runc kata overlay cni monitor
+PREFIX ?= /usr/local
+LIBEXEC ?= $(PREFIX)/libexec/berth
+CONFDIR ?= /etc/berth
+# Keep cgo needs small for containers/image and containers/storage.
+TAGS := containers_image_openpgp,exclude_graphdriver_btrfs,exclude_graphdriver_zfs,containers_image_docker_daemon_stub
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X github.com/berth-cri/berth/internal/version.Version=$(VERSION) -X github.com/berth-cri/berth/internal/version.Commit=$(COMMIT)
+GOBUILD := $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)'
+
+.PHONY: all build build-standalone install run deps generate check-generate snapshot lint test test-unit test-integration memory clean
+
+all: build
+
+## build: bin/berth (the host) and bin/berth-plugins, hard-linked as each plugin's name
+build:
+	$(GOBUILD) -o bin/berth ./cmd/berth
+	$(GOBUILD) -o bin/berth-plugins ./cmd/berth-plugins
+	@for p in $(PLUGINS); do ln -f bin/berth-plugins bin/berth-$$p; done
+
+## build-standalone: each plugin from its own main package, as a vendor builds one
+build-standalone:
+	@mkdir -p bin/standalone
+	@for p in $(PLUGINS); do $(GOBUILD) -o bin/standalone/berth-$$p ./plugins/$$p || exit 1; done
+
+## deps: what Berth needs on a Debian 12 node (and protoc for `make generate`)
+deps:
+	@missing=; for pair in runc:runc protoc:protobuf-compiler; do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	[ -x /usr/lib/cni/bridge ] || missing="$$missing containernetworking-plugins"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+
+## install: binaries under $(PREFIX), plugins.toml in $(CONFDIR) with plugin_dir and checksums filled in
+install: build
+	install -d $(PREFIX)/bin $(LIBEXEC) $(CONFDIR)
+	install -m 0755 bin/berth $(PREFIX)/bin/berth
+	install -m 0755 bin/berth-plugins $(LIBEXEC)/berth-plugins
+	@for p in $(PLUGINS); do ln -f $(LIBEXEC)/berth-plugins $(LIBEXEC)/berth-$$p; done
+	@sum=$$(sha256sum $(LIBEXEC)/berth-plugins | cut -d' ' -f1); \
+	sed -e 's|^plugin_dir = .*|plugin_dir = "$(LIBEXEC)"|' \
+	    -e "s|^\(path = \"berth-[a-z]*\"\)$$|\1\nsha256 = \"$$sum\"|" plugins.toml > $(CONFDIR)/plugins.toml.new; \
+	if [ -f $(CONFDIR)/plugins.toml ] && ! cmp -s $(CONFDIR)/plugins.toml $(CONFDIR)/plugins.toml.new; then \
+	  cp $(CONFDIR)/plugins.toml $(CONFDIR)/plugins.toml.bak; echo "install: previous $(CONFDIR)/plugins.toml saved as plugins.toml.bak"; fi; \
+	mv $(CONFDIR)/plugins.toml.new $(CONFDIR)/plugins.toml
+	$(PREFIX)/bin/berth config --config $(CONFDIR)/plugins.toml >/dev/null
+
+## run: set up this node, install, and run `berth serve` in the foreground (^C stops it)
+run: deps install
+	-$(PREFIX)/bin/berth check --config $(CONFDIR)/plugins.toml
+	exec $(PREFIX)/bin/berth serve --config $(CONFDIR)/plugins.toml
+
+## generate: regenerate the SDK's Go code from sdk/proto
+generate:
+	hack/generate.sh
+
+## check-generate: fail when the committed generated code differs from sdk/proto
+check-generate:
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; OUT=$$tmp hack/generate.sh; \
+	cd sdk && for f in $$(cd $$tmp && find . -name '*.pb.go'); do \
+	  cmp -s $$tmp/$$f $$f || { echo "generated code is stale: sdk/$$f (run make generate)"; exit 1; }; done; \
+	n1=$$(find . -name '*.pb.go' | wc -l); n2=$$(cd $$tmp && find . -name '*.pb.go' | wc -l); \
+	[ $$n1 = $$n2 ] || { echo "sdk has $$n1 generated files, sdk/proto generates $$n2 (run make generate)"; exit 1; }
+	@echo "generated code is up to date"
+
+## snapshot: record the current protos as the released wire (only when releasing)
+snapshot:
+	SNAPSHOT=1 hack/generate.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+	$(GO) vet -tags '$(TAGS)' ./...
+	cd sdk && $(GO) vet ./...
+
+## test: everything CI runs (integration tests need root)
+test: deps check-generate lint test-unit test-integration
+
+test-unit:
+	$(GO) test -race -tags '$(TAGS)' -short ./...
+	cd sdk && $(GO) test -race ./...
+
+test-integration:
+	$(GO) test -race -tags '$(TAGS)' -count=1 -run Integration -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+
+## memory: PSS of an idle host and its plugins (see README)
+memory: build
+	hack/memory.sh
+
+clean:
+	rm -rf bin build

@@ -1,0 +1,210 @@
+// Package cri serves the Kubernetes Container Runtime Interface on the host's
+// socket. Handlers validate their input, then orchestrate plugins through the
+// plugins.Manager; they hold no runtime logic of their own.
+//
+// RPCs not implemented yet answer codes.Unimplemented (the embedded
+// Unimplemented servers), which kubelet and crictl report as such.
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/host/config"
+	"github.com/berth-cri/berth/host/plugins"
+	"github.com/berth-cri/berth/internal/version"
+	"github.com/berth-cri/berth/sdk"
+)
+
+// RuntimeName is what Version reports.
+const RuntimeName = "berth"
+
+// Server implements the CRI RuntimeService and ImageService.
+type Server struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	runtimeapi.UnimplementedImageServiceServer
+
+	cfg     *config.Config
+	plugins *plugins.Manager
+	log     *slog.Logger
+}
+
+// New returns a CRI server backed by the plugin manager.
+func New(cfg *config.Config, mgr *plugins.Manager, log *slog.Logger) *Server {
+	return &Server{cfg: cfg, plugins: mgr, log: log}
+}
+
+// Register adds both CRI services to a gRPC server.
+func (s *Server) Register(g *grpc.Server) {
+	runtimeapi.RegisterRuntimeServiceServer(g, s)
+	runtimeapi.RegisterImageServiceServer(g, s)
+}
+
+// Version implements the CRI Version RPC.
+func (s *Server) Version(context.Context, *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
+	return &runtimeapi.VersionResponse{
+		Version:           "0.1.0", // the kubelet runtime API version, as CRI-O and containerd report it
+		RuntimeName:       RuntimeName,
+		RuntimeVersion:    version.Version,
+		RuntimeApiVersion: "v1",
+	}, nil
+}
+
+// readiness is what a CRI condition needs of a plugin: running, healthy,
+// and announcing the capabilities the condition stands for.
+type readiness struct {
+	inst *plugins.Instance
+	caps []sdk.Capability
+}
+
+// Status reports RuntimeReady (the default runtime class's plugin, the
+// storage plugin and the monitor plugin are running, healthy and able to run
+// pods) and NetworkReady (the network plugin is running, healthy and can set
+// up pod networks), each with a reason when not.
+func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	rt, _, err := s.plugins.Runtime("")
+	if err != nil {
+		return nil, err
+	}
+	storage, err := s.plugins.Storage()
+	if err != nil {
+		return nil, err
+	}
+	monitor, err := s.plugins.Monitor()
+	if err != nil {
+		return nil, err
+	}
+	network, err := s.plugins.Network()
+	if err != nil {
+		return nil, err
+	}
+	runtimeCond := condition(runtimeapi.RuntimeReady, "RuntimeNotReady",
+		readiness{rt, []sdk.Capability{sdk.CapSandbox, sdk.CapContainers}},
+		readiness{storage, []sdk.Capability{sdk.CapImages, sdk.CapRootfs}},
+		readiness{monitor, []sdk.Capability{sdk.CapWatch}})
+	netCond := condition(runtimeapi.NetworkReady, "NetworkPluginNotReady",
+		readiness{network, []sdk.Capability{sdk.CapPodNetwork}})
+	resp := &runtimeapi.StatusResponse{
+		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, netCond}},
+		Features: &runtimeapi.RuntimeFeatures{
+			// Not yet: these flip on as the features land.
+			SupplementalGroupsPolicy: false,
+		},
+	}
+	for _, h := range s.cfg.RuntimeClasses {
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{
+			Name:     h.Handler,
+			Features: &runtimeapi.RuntimeHandlerFeatures{},
+		})
+	}
+	// kubelet wants the default handler listed under the empty name too.
+	resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: "", Features: &runtimeapi.RuntimeHandlerFeatures{}})
+	sortHandlers(resp.RuntimeHandlers)
+	if req.GetVerbose() {
+		info, err := s.verboseInfo()
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "build verbose status: %v", err)
+		}
+		resp.Info = info
+	}
+	return resp, nil
+}
+
+// condition is true when every plugin is ready; otherwise it carries the
+// first plugin's reason.
+func condition(typ, capReason string, rs ...readiness) *runtimeapi.RuntimeCondition {
+	for _, r := range rs {
+		if ok, reason, msg := r.inst.Ready(); !ok {
+			return &runtimeapi.RuntimeCondition{Type: typ, Reason: reason, Message: msg}
+		}
+		for _, c := range r.caps {
+			if !r.inst.HasCapability(c) {
+				return &runtimeapi.RuntimeCondition{Type: typ, Reason: capReason,
+					Message: fmt.Sprintf("plugin %q does not implement %q yet", r.inst.Name(), c)}
+			}
+		}
+	}
+	return &runtimeapi.RuntimeCondition{Type: typ, Status: true}
+}
+
+// VerbosePluginsKey is the Status verbose info key holding the plugin table
+// (`berth plugins` reads it).
+const VerbosePluginsKey = "plugins"
+
+func (s *Server) verboseInfo() (map[string]string, error) {
+	pl, err := json.Marshal(s.plugins.Snapshots())
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := json.Marshal(s.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{VerbosePluginsKey: string(pl), "config": string(cfg)}, nil
+}
+
+// RuntimeConfig reports the cgroup driver, which kubelet must match.
+func (s *Server) RuntimeConfig(context.Context, *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
+	driver := runtimeapi.CgroupDriver_CGROUPFS
+	if s.cfg.Host.CgroupDriver == "systemd" {
+		driver = runtimeapi.CgroupDriver_SYSTEMD
+	}
+	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
+}
+
+// UnaryInterceptor logs every call, turns panics into codes.Internal and
+// makes sure every error leaving the server carries a gRPC code.
+func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		start := time.Now()
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic in CRI handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Errorf(codes.Internal, "internal error in %s: %v", info.FullMethod, r)
+			}
+			if err != nil {
+				if _, ok := status.FromError(err); !ok {
+					err = status.Error(codes.Unknown, err.Error())
+				}
+				log.Info("CRI call failed", "method", info.FullMethod, "code", status.Code(err).String(), "error", err, "duration", time.Since(start))
+				return
+			}
+			log.Debug("CRI call", "method", info.FullMethod, "duration", time.Since(start))
+		}()
+		return handler(ctx, req)
+	}
+}
+
+// StreamInterceptor is UnaryInterceptor for streaming RPCs.
+func StreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic in CRI stream handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Errorf(codes.Internal, "internal error in %s: %v", info.FullMethod, r)
+			}
+			if err != nil {
+				if _, ok := status.FromError(err); !ok {
+					err = status.Error(codes.Unknown, err.Error())
+				}
+				log.Info("CRI stream failed", "method", info.FullMethod, "code", status.Code(err).String(), "error", err)
+			}
+		}()
+		return handler(srv, ss)
+	}
+}
+
+func sortHandlers(hs []*runtimeapi.RuntimeHandler) {
+	slices.SortFunc(hs, func(a, b *runtimeapi.RuntimeHandler) int { return strings.Compare(a.Name, b.Name) })
+}
