@@ -13,6 +13,9 @@ TAGS := containers_image_openpgp,exclude_graphdriver_btrfs,exclude_graphdriver_z
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/berth-cri/berth/internal/version.Version=$(VERSION) -X github.com/berth-cri/berth/internal/version.Commit=$(COMMIT)
+# cri-tools (crictl, critest), pinned, built from the Go module proxy.
+CRI_TOOLS_VERSION := v1.37.0
+CRICTL := build/tools/crictl-$(CRI_TOOLS_VERSION)
 GOBUILD := $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)'
 
 .PHONY: all build build-standalone install run deps generate check-generate snapshot lint test test-unit test-integration memory clean
@@ -85,8 +88,14 @@ test-unit:
 	$(GO) test -race -tags '$(TAGS)' -short ./...
 	cd sdk && $(GO) test -race ./...
 
-test-integration:
-	$(GO) test -race -tags '$(TAGS)' -count=1 -run Integration -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+test-integration: $(CRICTL)
+	CRICTL=$(abspath $(CRICTL)) $(GO) test -race -tags '$(TAGS)' -count=1 -run Integration -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+
+## crictl from cri-tools, pinned, built from the Go module proxy
+$(CRICTL):
+	@mkdir -p build/tools
+	GOFLAGS= GOBIN=$(abspath build/tools) $(GO) install sigs.k8s.io/cri-tools/cmd/crictl@$(CRI_TOOLS_VERSION)
+	mv build/tools/crictl $@
 
 ## memory: PSS of an idle host and its plugins (see README)
 memory: build

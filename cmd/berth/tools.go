@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -183,9 +185,13 @@ func pluginsFromDaemon(socket string) ([]plugins.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	var snaps []plugins.Snapshot
-	if err := json.Unmarshal([]byte(st.GetInfo()[cri.VerbosePluginsKey]), &snaps); err != nil {
+	var byName map[string]plugins.Snapshot
+	if err := json.Unmarshal([]byte(st.GetInfo()[cri.VerbosePluginsKey]), &byName); err != nil {
 		return nil, fmt.Errorf("decode plugin table: %w", err)
+	}
+	snaps := make([]plugins.Snapshot, 0, len(byName))
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		snaps = append(snaps, byName[name])
 	}
 	return snaps, nil
 }

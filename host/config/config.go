@@ -27,59 +27,59 @@ const DefaultPath = "/etc/berth/plugins.toml"
 
 // Config is plugins.toml.
 type Config struct {
-	Host           Host                     `toml:"host"`
-	Plugins        map[string]*Plugin       `toml:"plugins"`
-	RuntimeClasses map[string]*RuntimeClass `toml:"runtime_classes"`
+	Host           Host                     `toml:"host" json:"host"`
+	Plugins        map[string]*Plugin       `toml:"plugins" json:"plugins"`
+	RuntimeClasses map[string]*RuntimeClass `toml:"runtime_classes" json:"runtime_classes"`
 
 	// Path is the file the config was read from ("" for defaults only).
-	Path string `toml:"-"`
+	Path string `toml:"-" json:"path"`
 }
 
 // Host holds the daemon's own settings.
 type Host struct {
-	Listen   string `toml:"listen"`
-	Root     string `toml:"root"`
-	RunRoot  string `toml:"runroot"`
-	LogLevel string `toml:"log_level"`
+	Listen   string `toml:"listen" json:"listen"`
+	Root     string `toml:"root" json:"root"`
+	RunRoot  string `toml:"runroot" json:"runroot"`
+	LogLevel string `toml:"log_level" json:"log_level"`
 	// CgroupDriver is "cgroupfs" or "systemd".
-	CgroupDriver string `toml:"cgroup_driver"`
+	CgroupDriver string `toml:"cgroup_driver" json:"cgroup_driver"`
 	// StreamAddress and StreamPort are where the CRI streaming server
 	// (exec, attach, port-forward) listens. Port 0 picks a free port.
-	StreamAddress string `toml:"stream_address"`
-	StreamPort    int    `toml:"stream_port"`
+	StreamAddress string `toml:"stream_address" json:"stream_address"`
+	StreamPort    int    `toml:"stream_port" json:"stream_port"`
 	// PluginDir resolves relative plugin paths; empty means the directory
 	// holding the berth executable.
-	PluginDir string `toml:"plugin_dir"`
+	PluginDir string `toml:"plugin_dir" json:"plugin_dir"`
 	// DefaultRuntimeClass serves pods whose RuntimeClass handler is empty.
-	DefaultRuntimeClass string `toml:"default_runtime_class"`
+	DefaultRuntimeClass string `toml:"default_runtime_class" json:"default_runtime_class"`
 	// StoragePlugin, NetworkPlugin and MonitorPlugin name the plugins that
 	// serve images and root filesystems, pod networking, and supervision.
-	StoragePlugin string `toml:"storage_plugin"`
-	NetworkPlugin string `toml:"network_plugin"`
-	MonitorPlugin string `toml:"monitor_plugin"`
+	StoragePlugin string `toml:"storage_plugin" json:"storage_plugin"`
+	NetworkPlugin string `toml:"network_plugin" json:"network_plugin"`
+	MonitorPlugin string `toml:"monitor_plugin" json:"monitor_plugin"`
 }
 
 // Plugin is one [plugins.NAME] table.
 type Plugin struct {
-	Name string `toml:"-"`
+	Name string `toml:"-" json:"-"`
 	// Path of the executable; relative paths are resolved against host.plugin_dir.
-	Path string `toml:"path"`
+	Path string `toml:"path" json:"path"`
 	// Kind is runtime, storage, network or monitor.
-	Kind string `toml:"kind"`
+	Kind string `toml:"kind" json:"kind"`
 	// SHA256 of the executable, hex. When set, a binary with another digest
 	// is refused before it is started.
 	SHA256 string `toml:"sha256"`
 	// Protocol pins the protocol major; 0 offers every major the host speaks.
-	Protocol int `toml:"protocol"`
+	Protocol int `toml:"protocol" json:"protocol"`
 	// Config is handed to the plugin as is (as JSON) in Configure.
-	Config map[string]any `toml:"config"`
+	Config map[string]any `toml:"config" json:"config"`
 }
 
 // RuntimeClass is one [runtime_classes.HANDLER] table.
 type RuntimeClass struct {
-	Handler string         `toml:"-"`
-	Plugin  string         `toml:"plugin"`
-	Config  map[string]any `toml:"config"`
+	Handler string         `toml:"-" json:"-"`
+	Plugin  string         `toml:"plugin" json:"plugin"`
+	Config  map[string]any `toml:"config" json:"config"`
 }
 
 // HostProtocolVersions are the plugin protocol majors this host speaks.

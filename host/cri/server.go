@@ -138,12 +138,17 @@ func condition(typ, capReason string, rs ...readiness) *runtimeapi.RuntimeCondit
 	return &runtimeapi.RuntimeCondition{Type: typ, Status: true}
 }
 
-// VerbosePluginsKey is the Status verbose info key holding the plugin table
-// (`berth plugins` reads it).
+// VerbosePluginsKey is the Status verbose info key holding the plugin table,
+// a JSON object of plugins.Snapshot by plugin name (`berth plugins` reads it).
 const VerbosePluginsKey = "plugins"
 
 func (s *Server) verboseInfo() (map[string]string, error) {
-	pl, err := json.Marshal(s.plugins.Snapshots())
+	// An object keyed by plugin name, so that crictl info shows it as JSON.
+	byName := map[string]plugins.Snapshot{}
+	for _, snap := range s.plugins.Snapshots() {
+		byName[snap.Name] = snap
+	}
+	pl, err := json.Marshal(byName)
 	if err != nil {
 		return nil, err
 	}
