@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Memory of an idle Berth: starts `berth serve` on a private socket, root and
 # runroot, waits for its plugins, then sums PSS (/proc/PID/smaps_rollup) over
-# the host and its plugin processes. Needs root and `make build`.
+# the host and its plugin processes. Needs root and `make build`
+# (and `make build-standalone` for PLUGIN_DIR=bin/standalone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d /tmp/berth-mem.XXXXXX)
@@ -11,7 +12,9 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-./bin/berth serve --config plugins.toml --listen "$tmp/berth.sock" --root "$tmp/root" --runroot "$tmp/run" >"$tmp/log" 2>&1 &
+# PLUGIN_DIR=bin/standalone measures the separately built plugins instead.
+sed "s|^plugin_dir = .*|plugin_dir = \"$(realpath "${PLUGIN_DIR:-bin}")\"|" plugins.toml >"$tmp/plugins.toml"
+./bin/berth serve --config "$tmp/plugins.toml" --listen "$tmp/berth.sock" --root "$tmp/root" --runroot "$tmp/run" >"$tmp/log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do [ -S "$tmp/berth.sock" ] && break; sleep 0.1; done
 sleep "${SETTLE:-3}"
