@@ -33,9 +33,9 @@ build-standalone:
 	@mkdir -p bin/standalone
 	@for p in $(PLUGINS); do $(GOBUILD) -o bin/standalone/berth-$$p ./plugins/$$p || exit 1; done
 
-## deps: what Berth needs on a Debian 12 node (and protoc for `make generate`)
+## deps: what Berth needs on a Debian 12 node (runc; runsc for the runsc runtime class; CNI plugins), and protoc for `make generate`
 deps:
-	@missing=; for pair in runc:runc protoc:protobuf-compiler; do \
+	@missing=; for pair in runc:runc runsc:runsc protoc:protobuf-compiler; do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	[ -x /usr/lib/cni/bridge ] || missing="$$missing containernetworking-plugins"; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,31 +51,42 @@ func startDaemon(t *testing.T) *daemon {
 	dir := t.TempDir()
 	d := &daemon{t: t, dir: dir, bin: buildBerth(t, dir), socket: filepath.Join(dir, "berth.sock"),
 		root: filepath.Join(dir, "root"), runroot: filepath.Join(dir, "run"), log: &bytes.Buffer{}}
-	d.cmd = exec.Command(d.bin, d.flags("serve")...)
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		if d.cmd.ProcessState == nil {
-			_ = d.cmd.Process.Signal(syscall.SIGTERM)
-			_ = d.cmd.Wait()
-		}
+		d.stop()
 		if t.Failed() {
 			t.Logf("berth serve log:\n%s", d.log)
 		}
 	})
+	d.start()
+	return d
+}
+
+// start runs `berth serve` and waits until it answers on its socket.
+func (d *daemon) start() {
+	d.t.Helper()
+	d.cmd = exec.Command(d.bin, d.flags("serve")...)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if _, err := os.Stat(d.socket); err == nil {
-			break
+		if _, err := daemonStatus(d.socket, false); err == nil {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("berth serve did not listen within 20s")
+			d.t.Fatalf("berth serve did not answer within 20s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return d
+}
+
+// stop stops the daemon with SIGTERM if it still runs.
+func (d *daemon) stop() {
+	if d.cmd != nil && d.cmd.ProcessState == nil {
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		_ = d.cmd.Wait()
+	}
 }
 
 func (d *daemon) flags(cmd string, extra ...string) []string {
@@ -261,5 +273,45 @@ func TestIntegrationCrictl(t *testing.T) {
 	}
 	if len(info.Plugins) != 5 {
 		t.Errorf("crictl info does not show the plugin table: %+v", info.Plugins)
+	}
+}
+
+// TestIntegrationHostCrashReattach: kill -9 of the host leaves the plugins
+// running; the next host adopts the same processes, and stopping it stops them.
+func TestIntegrationHostCrashReattach(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs berth serve")
+	}
+	d := startDaemon(t)
+	before := map[string]int{}
+	for _, s := range d.plugins() {
+		before[s.Name] = s.PID
+	}
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.cmd.Wait()
+	for name, pid := range before {
+		if err := syscall.Kill(pid, 0); err != nil {
+			t.Fatalf("plugin %s (pid %d) died with the host: %v", name, pid, err)
+		}
+	}
+	d.start()
+	for _, s := range d.plugins() {
+		if s.PID != before[s.Name] || s.State != plugins.StateRunning {
+			t.Errorf("plugin %s: pid %d state %s after restart, want the reattached pid %d", s.Name, s.PID, s.State, before[s.Name])
+		}
+	}
+	if !strings.Contains(d.log.String(), "reattached to plugin") {
+		t.Errorf("log does not mention reattaching")
+	}
+	d.stop()
+	time.Sleep(100 * time.Millisecond)
+	for name, pid := range before {
+		// The reattached plugins are not our children: check for exit, or a
+		// zombie awaiting init's reaping.
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil && !strings.Contains(string(b), ") Z") {
+			t.Errorf("plugin %s (pid %d) still running after the host stopped", name, pid)
+		}
 	}
 }

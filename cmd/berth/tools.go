@@ -70,7 +70,7 @@ func cmdCheck(args []string) error {
 	failed := 0
 	for _, r := range check.Run(cfg) {
 		fmt.Println(r)
-		if !r.OK {
+		if !r.OK && !r.Warn {
 			failed++
 		}
 	}

@@ -18,15 +18,21 @@ import (
 
 // Result is one line of `berth check`.
 type Result struct {
-	OK     bool
+	OK bool
+	// Warn marks a failed check that does not stop the node from running
+	// pods (a runtime class other than the default one, for example).
+	Warn   bool
 	Name   string
 	Detail string
 	Fix    string // empty when OK
 }
 
 func (r Result) String() string {
-	if r.OK {
+	switch {
+	case r.OK:
 		return fmt.Sprintf("OK    %-28s %s", r.Name, r.Detail)
+	case r.Warn:
+		return fmt.Sprintf("WARN  %-28s %s\n      fix: %s", r.Name, r.Detail, r.Fix)
 	}
 	return fmt.Sprintf("FAIL  %-28s %s\n      fix: %s", r.Name, r.Detail, r.Fix)
 }
@@ -39,7 +45,12 @@ func Run(cfg *config.Config) []Result {
 		out = append(out, checkPlugin(cfg, cfg.Plugins[name]))
 	}
 	for _, h := range sortedHandlers(cfg) {
-		out = append(out, checkRuntimeClass(h, cfg.RuntimeClasses[h]))
+		r := checkRuntimeClass(h, cfg.RuntimeClasses[h])
+		if !r.OK && h != cfg.Host.DefaultRuntimeClass {
+			r.Warn = true
+			r.Detail += "; pods asking for this runtime class will fail"
+		}
+		out = append(out, r)
 	}
 	out = append(out, checkCgroups(cfg.Host.CgroupDriver)...)
 	if p, ok := cfg.Plugins[cfg.Host.NetworkPlugin]; ok {

@@ -68,7 +68,7 @@ type Plugin struct {
 	Kind string `toml:"kind" json:"kind"`
 	// SHA256 of the executable, hex. When set, a binary with another digest
 	// is refused before it is started.
-	SHA256 string `toml:"sha256"`
+	SHA256 string `toml:"sha256" json:"sha256"`
 	// Protocol pins the protocol major; 0 offers every major the host speaks.
 	Protocol int `toml:"protocol" json:"protocol"`
 	// Config is handed to the plugin as is (as JSON) in Configure.
