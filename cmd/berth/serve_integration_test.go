@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func startDaemon(t *testing.T) *daemon {
 	t.Helper()
 	dir := t.TempDir()
 	d := &daemon{t: t, dir: dir, bin: buildBerth(t, dir), socket: filepath.Join(dir, "berth.sock"),
-		root: filepath.Join(dir, "root"), runroot: filepath.Join(dir, "run"), log: &bytes.Buffer{}}
+		root: filepath.Join(dir, "root"), runroot: filepath.Join(dir, "run"), log: &syncBuffer{}}
 	t.Cleanup(func() {
 		d.stop()
 		if t.Failed() {
