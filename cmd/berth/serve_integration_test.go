@@ -26,7 +26,25 @@ type daemon struct {
 	t                               *testing.T
 	dir, bin, socket, root, runroot string
 	cmd                             *exec.Cmd
-	log                             *bytes.Buffer
+	log                             *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe for the daemon's output copier and the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // buildBerth builds the host and the multi-call plugin binary (hard-linked
