@@ -16,7 +16,9 @@ LDFLAGS := -s -w -X github.com/berth-cri/berth/internal/version.Version=$(VERSIO
 # cri-tools (crictl, critest), pinned, built from the Go module proxy.
 CRI_TOOLS_VERSION := v1.37.0
 CRICTL := build/tools/crictl-$(CRI_TOOLS_VERSION)
-GOBUILD := $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)'
+GOBUILD := $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+# Every go command run by make (and the builds tests run) gets the tags.
+export GOFLAGS := -buildvcs=false -tags=$(TAGS)
 
 .PHONY: all build build-standalone install run deps generate check-generate snapshot lint test test-unit test-integration memory clean
 
@@ -33,11 +35,12 @@ build-standalone:
 	@mkdir -p bin/standalone
 	@for p in $(PLUGINS); do $(GOBUILD) -o bin/standalone/berth-$$p ./plugins/$$p || exit 1; done
 
-## deps: what Berth needs on a Debian 12 node (runc; runsc for the runsc runtime class; CNI plugins), and protoc for `make generate`
+## deps: what Berth needs on a Debian 12 node (runc; runsc for the runsc runtime class; CNI plugins), protoc for `make generate`, busybox-static for the test images
 deps:
 	@missing=; for pair in runc:runc runsc:runsc protoc:protobuf-compiler; do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	[ -x /usr/lib/cni/bridge ] || missing="$$missing containernetworking-plugins"; \
+	[ -x /bin/busybox ] || missing="$$missing busybox-static"; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
 ## install: binaries under $(PREFIX), plugins.toml in $(CONFDIR) with plugin_dir and checksums filled in
@@ -78,18 +81,18 @@ snapshot:
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
-	$(GO) vet -tags '$(TAGS)' ./...
+	$(GO) vet ./...
 	cd sdk && $(GO) vet ./...
 
 ## test: everything CI runs (integration tests need root)
 test: deps check-generate lint test-unit test-integration
 
 test-unit:
-	$(GO) test -race -tags '$(TAGS)' -short ./...
+	$(GO) test -race -short ./...
 	cd sdk && $(GO) test -race ./...
 
 test-integration: $(CRICTL)
-	CRICTL=$(abspath $(CRICTL)) $(GO) test -race -tags '$(TAGS)' -count=1 -run Integration -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+	CRICTL=$(abspath $(CRICTL)) $(GO) test -race -count=1 -run Integration -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
 
 ## crictl from cri-tools, pinned, built from the Go module proxy
 $(CRICTL):

@@ -67,6 +67,9 @@ type Config struct {
 	ProtocolVersion int
 	LogLevel        string
 	CgroupDriver    string
+	// Logger is the plugin's logger: its lines reach the host's log and the
+	// plugin's own log file. Use it rather than writing to stderr.
+	Logger hclog.Logger
 }
 
 // Health is a plugin's answer to a health check.
@@ -134,7 +137,8 @@ func ServeMonitor(p MonitorPlugin) {
 }
 
 // Serve serves a plugin of any kind; register adds the kind's service. The
-// typed Serve* functions are preferred.
+// typed Serve* functions are preferred. When the host stops the plugin, Serve
+// calls its Close method if it has one (io.Closer), then returns.
 //
 // Run with the single argument "describe", the binary prints its Info as JSON
 // and exits without serving, so tools can inspect a plugin cheaply.
@@ -165,7 +169,7 @@ func Serve(p Base, kind Kind, register func(*grpc.Server)) {
 	versioned := make(map[int]plugin.PluginSet)
 	for _, v := range info.protocolVersions() {
 		versioned[v] = plugin.PluginSet{string(kind): &grpcPlugin{register: func(s *grpc.Server) {
-			pluginv1.RegisterPluginServer(s, &baseServer{p: p})
+			pluginv1.RegisterPluginServer(s, &baseServer{p: p, log: logger})
 			register(s)
 		}}}
 	}
@@ -175,6 +179,12 @@ func Serve(p Base, kind Kind, register func(*grpc.Server)) {
 		GRPCServer:       plugin.DefaultGRPCServer,
 		Logger:           logger,
 	})
+	// The host asked us to stop.
+	if c, ok := p.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			logger.Error("close", "error", err)
+		}
+	}
 }
 
 // logOutput is stderr (which the host reads and re-emits) plus, when the
@@ -246,7 +256,8 @@ func describe(i Info) description {
 // baseServer adapts Base to the berth.plugin.v1.Plugin service.
 type baseServer struct {
 	pluginv1.UnimplementedPluginServer
-	p Base
+	p   Base
+	log hclog.Logger
 }
 
 func (b *baseServer) Info(context.Context, *pluginv1.InfoRequest) (*pluginv1.InfoResponse, error) {
@@ -265,6 +276,7 @@ func (b *baseServer) Configure(ctx context.Context, r *pluginv1.ConfigureRequest
 		ProtocolVersion: int(r.GetProtocolVersion()),
 		LogLevel:        r.GetLogLevel(),
 		CgroupDriver:    r.GetCgroupDriver(),
+		Logger:          b.log,
 	})
 	if err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ import (
 	"github.com/berth-cri/berth/plugins/overlay/overlayplugin"
 	"github.com/berth-cri/berth/plugins/runc/runcplugin"
 	"github.com/berth-cri/berth/sdk"
+	"go.podman.io/storage/pkg/reexec"
 )
 
 var plugins = map[string]func(){
@@ -34,6 +35,11 @@ var plugins = map[string]func(){
 }
 
 func main() {
+	// containers/storage re-executes this binary for some layer operations;
+	// this must come first.
+	if reexec.Init() {
+		return
+	}
 	name := filepath.Base(os.Args[0])
 	if serve, ok := plugins[name]; ok {
 		serve()

@@ -21,6 +21,10 @@ import (
 	"github.com/berth-cri/berth/host/plugins"
 )
 
+// buildTags are the Makefile's TAGS: containers/image and containers/storage
+// without the cgo-heavy parts.
+const buildTags = "containers_image_openpgp,exclude_graphdriver_btrfs,exclude_graphdriver_zfs,containers_image_docker_daemon_stub"
+
 // daemon is a `berth serve` started by a test from freshly built binaries.
 type daemon struct {
 	t                               *testing.T
@@ -52,7 +56,7 @@ func (b *syncBuffer) String() string {
 func buildBerth(t *testing.T, dir string) string {
 	t.Helper()
 	for _, b := range []struct{ out, pkg string }{{"berth", "."}, {"berth-plugins", "../berth-plugins"}} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg).CombinedOutput()
+		out, err := exec.Command("go", "build", "-tags", buildTags, "-o", filepath.Join(dir, b.out), b.pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go build %s: %v\n%s", b.pkg, err, out)
 		}

@@ -4,6 +4,13 @@ package main
 import (
 	"github.com/berth-cri/berth/plugins/overlay/overlayplugin"
 	"github.com/berth-cri/berth/sdk"
+	"go.podman.io/storage/pkg/reexec"
 )
 
-func main() { sdk.ServeStorage(overlayplugin.New()) }
+func main() {
+	// containers/storage re-executes this binary for some layer operations.
+	if reexec.Init() {
+		return
+	}
+	sdk.ServeStorage(overlayplugin.New())
+}

@@ -1,0 +1,182 @@
+package images
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"go.podman.io/storage"
+)
+
+// ErrExists marks a container ID or name already taken by another rootfs.
+var ErrExists = errors.New("already exists")
+
+// rootfsMeta is stored with each container layer.
+type rootfsMeta struct {
+	Image    string `json:"image"`
+	ReadOnly bool   `json:"read_only"`
+}
+
+// CreateRootfs creates a container's writable layer on the image. Calling it
+// again for the same container and image is a no-op.
+func (s *Service) CreateRootfs(id, image, name string, readOnly bool) (string, error) {
+	img, err := s.Lookup(image)
+	if err != nil {
+		return "", err
+	}
+	if c, err := s.store.Container(id); err == nil {
+		if c.ImageID == img.ID {
+			return img.ID, nil
+		}
+		return "", fmt.Errorf("%w: container %s uses image %s", ErrExists, id, c.ImageID)
+	}
+	meta, err := json.Marshal(rootfsMeta{Image: image, ReadOnly: readOnly})
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	if name != "" {
+		names = []string{name}
+	}
+	opts := &storage.ContainerOptions{}
+	if readOnly {
+		opts.MountOpts = []string{"ro"}
+	}
+	if _, err := s.store.CreateContainer(id, names, img.ID, "", string(meta), opts); err != nil {
+		if errors.Is(err, storage.ErrDuplicateID) || errors.Is(err, storage.ErrDuplicateName) {
+			return "", fmt.Errorf("%w: %v", ErrExists, err)
+		}
+		return "", fmt.Errorf("create rootfs for %s: %w", id, err)
+	}
+	return img.ID, nil
+}
+
+// MountRootfs mounts the container's root filesystem and returns its path.
+// Mounts are counted: each MountRootfs needs an UnmountRootfs.
+func (s *Service) MountRootfs(id string) (string, error) {
+	p, err := s.store.Mount(id, "")
+	if err != nil {
+		return "", fmt.Errorf("mount rootfs of %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// UnmountRootfs unmounts it; unmounting an unmounted or unknown rootfs succeeds.
+func (s *Service) UnmountRootfs(id string) error {
+	if _, err := s.store.Unmount(id, true); err != nil {
+		if gone(err) {
+			return nil
+		}
+		return fmt.Errorf("unmount rootfs of %s: %w", id, err)
+	}
+	return nil
+}
+
+// RemoveRootfs unmounts and deletes the writable layer; idempotent.
+func (s *Service) RemoveRootfs(id string) error {
+	if err := s.UnmountRootfs(id); err != nil {
+		return err
+	}
+	if err := s.store.DeleteContainer(id); err != nil && !gone(err) {
+		return fmt.Errorf("remove rootfs of %s: %w", id, err)
+	}
+	return nil
+}
+
+// FsUsage is a filesystem's usage.
+type FsUsage struct {
+	At         time.Time
+	Mountpoint string
+	Bytes      uint64
+	Inodes     uint64
+}
+
+// RootfsUsage measures a container's writable layer.
+func (s *Service) RootfsUsage(id string) (*FsUsage, error) {
+	c, err := s.store.Container(id)
+	if err != nil {
+		return nil, fmt.Errorf("rootfs of %s: %w", id, err)
+	}
+	dir := s.layerDiffDir(c.LayerID)
+	b, n, err := diskUsage(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &FsUsage{At: time.Now(), Mountpoint: dir, Bytes: b, Inodes: n}, nil
+}
+
+// layerDiffDir is where the driver keeps a layer's own files.
+func (s *Service) layerDiffDir(layer string) string {
+	root := s.store.GraphRoot()
+	if s.store.GraphDriverName() == "vfs" {
+		return filepath.Join(root, "vfs", "dir", layer)
+	}
+	return filepath.Join(root, s.store.GraphDriverName(), layer, "diff")
+}
+
+// FsInfo measures the store; cached for a few seconds because kubelet asks
+// often and a walk of a large store is not free.
+func (s *Service) FsInfo() (*FsUsage, error) {
+	s.fsMu.Lock()
+	defer s.fsMu.Unlock()
+	if s.fsInfo != nil && time.Since(s.fsAt) < 5*time.Second {
+		return s.fsInfo, nil
+	}
+	root := s.store.GraphRoot()
+	b, n, err := diskUsage(root)
+	if err != nil {
+		return nil, err
+	}
+	s.fsInfo, s.fsAt = &FsUsage{At: time.Now(), Mountpoint: root, Bytes: b, Inodes: n}, time.Now()
+	return s.fsInfo, nil
+}
+
+// diskUsage sums allocated bytes and counts inodes under dir, each inode
+// once, without crossing into other filesystems (mounted container roots).
+func diskUsage(dir string) (uint64, uint64, error) {
+	var root syscall.Stat_t
+	if err := syscall.Lstat(dir, &root); err != nil {
+		return 0, 0, fmt.Errorf("disk usage of %s: %w", dir, err)
+	}
+	seen := map[uint64]bool{}
+	var bytes, inodes uint64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if st.Dev != root.Dev {
+			return filepath.SkipDir
+		}
+		if seen[st.Ino] {
+			return nil
+		}
+		seen[st.Ino] = true
+		inodes++
+		bytes += uint64(st.Blocks) * 512
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("disk usage of %s: %w", dir, err)
+	}
+	return bytes, inodes, nil
+}
+
+// gone reports errors meaning the container (or its layer) does not exist.
+func gone(err error) bool {
+	return errors.Is(err, storage.ErrContainerUnknown) || errors.Is(err, storage.ErrNotAContainer) || errors.Is(err, storage.ErrLayerUnknown)
+}
