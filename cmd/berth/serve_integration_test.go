@@ -29,6 +29,7 @@ const buildTags = "containers_image_openpgp,exclude_graphdriver_btrfs,exclude_gr
 type daemon struct {
 	t                               *testing.T
 	dir, bin, socket, root, runroot string
+	config                          string // plugins.toml used
 	cmd                             *exec.Cmd
 	log                             *syncBuffer
 }
@@ -70,10 +71,15 @@ func buildBerth(t *testing.T, dir string) string {
 }
 
 func startDaemon(t *testing.T) *daemon {
+	return startDaemonWith(t, "../../plugins.toml")
+}
+
+// startDaemonWith starts berth serve with a given plugins.toml.
+func startDaemonWith(t *testing.T, config string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
 	d := &daemon{t: t, dir: dir, bin: buildBerth(t, dir), socket: filepath.Join(dir, "berth.sock"),
-		root: filepath.Join(dir, "root"), runroot: filepath.Join(dir, "run"), log: &syncBuffer{}}
+		root: filepath.Join(dir, "root"), runroot: filepath.Join(dir, "run"), log: &syncBuffer{}, config: config}
 	t.Cleanup(func() {
 		d.stop()
 		if t.Failed() {
@@ -113,7 +119,7 @@ func (d *daemon) stop() {
 }
 
 func (d *daemon) flags(cmd string, extra ...string) []string {
-	return append([]string{cmd, "--config", "../../plugins.toml", "--listen", d.socket, "--root", d.root, "--runroot", d.runroot}, extra...)
+	return append([]string{cmd, "--config", d.config, "--listen", d.socket, "--root", d.root, "--runroot", d.runroot}, extra...)
 }
 
 func (d *daemon) run(args ...string) (string, error) {

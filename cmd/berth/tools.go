@@ -80,9 +80,14 @@ func cmdCheck(args []string) error {
 	return nil
 }
 
-// dialCRI connects to the daemon's socket.
+// grpcConn connects to the daemon's socket.
+func grpcConn(socket string) (*grpc.ClientConn, error) {
+	return grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+// dialCRI returns a RuntimeService client on the daemon's socket.
 func dialCRI(socket string) (runtimeapi.RuntimeServiceClient, func(), error) {
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpcConn(socket)
 	if err != nil {
 		return nil, nil, err
 	}
