@@ -15,7 +15,7 @@
 //   - Distinct(t, tag): busybox plus /distinct holding tag, so each tag yields another image.
 //   - WithUser: USER 1000 with /etc/passwd and /etc/group entries for it (app, supplementary group).
 //   - Layered: 5 layers exercising whiteouts and an opaque directory (see its doc).
-//   - Large(t, layers, size): busybox plus layers of incompressible pseudo-random data.
+//   - Large(t, layers, size): layers of incompressible pseudo-random data, busybox in the first.
 package testimages
 
 import (
@@ -309,15 +309,20 @@ func Layered(t testing.TB) v1.Image {
 	}, v1.Config{})
 }
 
-// Large is busybox plus n layers of size bytes each of incompressible,
-// seeded pseudo-random data (deterministic).
+// Large has n layers of size bytes each of incompressible, seeded
+// pseudo-random data (deterministic); the first layer also holds busybox.
+// Large(t, 10, 5<<20) is the 50 MB, 10-layer image of the pull benchmark.
 func Large(t testing.TB, n, size int) v1.Image {
-	layers := []v1.Layer{layer(t, busyboxFiles(t))}
 	rng := rand.New(rand.NewSource(42))
+	var layers []v1.Layer
 	for i := 0; i < n; i++ {
 		data := make([]byte, size)
 		rng.Read(data)
-		layers = append(layers, layer(t, []file{dir("data/"), {name: fmt.Sprintf("data/blob%02d", i), mode: 0o644, typ: tar.TypeReg, data: data}}))
+		files := []file{dir("data/"), {name: fmt.Sprintf("data/blob%02d", i), mode: 0o644, typ: tar.TypeReg, data: data}}
+		if i == 0 {
+			files = append(busyboxFiles(t), files...)
+		}
+		layers = append(layers, layer(t, files))
 	}
 	return image(t, layers, v1.Config{})
 }

@@ -37,6 +37,9 @@ type Config struct {
 	PullProgressTimeout string `json:"pull_progress_timeout"`
 	// PinnedImages are image names (globs allowed) kubelet's GC must keep.
 	PinnedImages []string `json:"pinned_images"`
+	// PlainHTTPLoopback (default true) reaches registries on loopback
+	// addresses over plain HTTP without a registries.conf entry.
+	PlainHTTPLoopback *bool `json:"plain_http_loopback"`
 }
 
 // Plugin implements sdk.StoragePlugin.
@@ -111,6 +114,7 @@ func (p *Plugin) Configure(_ context.Context, c sdk.Config) error {
 		Driver: cfg.Driver, GraphRoot: cfg.GraphRoot, RunRoot: cfg.RunRoot,
 		RegistriesConf: cfg.RegistriesConf, PolicyJSON: cfg.PolicyJSON,
 		PullProgressTimeout: timeout, PinnedImages: cfg.PinnedImages, Logger: p.log,
+		PlainHTTPLoopback: cfg.PlainHTTPLoopback == nil || *cfg.PlainHTTPLoopback,
 	})
 	if err != nil {
 		p.health = sdk.Health{Reason: "StorageUnavailable", Message: err.Error()}
@@ -123,7 +127,8 @@ func (p *Plugin) Configure(_ context.Context, c sdk.Config) error {
 func sameStore(a, b Config) bool {
 	return a.Driver == b.Driver && a.GraphRoot == b.GraphRoot && a.RunRoot == b.RunRoot &&
 		a.RegistriesConf == b.RegistriesConf && a.PolicyJSON == b.PolicyJSON &&
-		a.PullProgressTimeout == b.PullProgressTimeout && fmt.Sprint(a.PinnedImages) == fmt.Sprint(b.PinnedImages)
+		a.PullProgressTimeout == b.PullProgressTimeout && fmt.Sprint(a.PinnedImages) == fmt.Sprint(b.PinnedImages) &&
+		(a.PlainHTTPLoopback == nil) == (b.PlainHTTPLoopback == nil) && (a.PlainHTTPLoopback == nil || *a.PlainHTTPLoopback == *b.PlainHTTPLoopback)
 }
 
 // Health implements sdk.Base.

@@ -415,3 +415,33 @@ func TestIntegrationStalledPullIsCancelled(t *testing.T) {
 		t.Errorf("a cancelled pull left %d images", len(imgs))
 	}
 }
+
+// TestIntegrationLoopbackPlainHTTP: with no registries.conf entry, a
+// registry on 127.0.0.1 is reached over plain HTTP only when allowed.
+func TestIntegrationLoopbackPlainHTTP(t *testing.T) {
+	needRoot(t)
+	reg := testimages.StartRegistry(t)
+	reg.Push(t, "busybox", testimages.Busybox(t), "latest")
+	empty := filepath.Join(t.TempDir(), "registries.conf")
+	if err := os.WriteFile(empty, []byte("unqualified-search-registries = []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, allow := range []bool{false, true} {
+		svc := newService(t, reg, func(o *Options) { o.RegistriesConf, o.PlainHTTPLoopback = empty, allow })
+		_, err := svc.Pull(context.Background(), reg.Ref("busybox:latest"), nil)
+		if (err == nil) != allow {
+			t.Errorf("PlainHTTPLoopback=%v: pull error %v", allow, err)
+		}
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for host, want := range map[string]bool{
+		"127.0.0.1:5000": true, "127.1.2.3": true, "localhost:80": true, "[::1]:5000": true,
+		"docker.io": false, "10.0.0.1:5000": false, "example.com:443": false,
+	} {
+		if got := isLoopback(host); got != want {
+			t.Errorf("isLoopback(%q) = %v", host, got)
+		}
+	}
+}

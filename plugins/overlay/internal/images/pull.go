@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,10 @@ func (s *Service) Pull(ctx context.Context, name string, auth *Auth) (string, er
 	}
 	var errs []error
 	for _, cand := range resolved.PullCandidates {
+		sys := sys
+		if s.opts.PlainHTTPLoopback && isLoopback(reference.Domain(cand.Value)) {
+			sys.DockerInsecureSkipTLSVerify = types.OptionalBoolTrue
+		}
 		id, err := s.pullShared(ctx, cand.Value, &sys, auth.fingerprint())
 		if err == nil {
 			return id, nil
@@ -226,4 +231,17 @@ func (w *pullWatch) run(progress <-chan types.ProgressProperties) {
 			timeout = 0
 		}
 	}
+}
+
+// isLoopback reports whether a registry host[:port] is on this node.
+func isLoopback(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }

@@ -36,7 +36,11 @@ type Options struct {
 	// PinnedImages are names (path.Match patterns) whose images report
 	// pinned, which keeps kubelet's image GC away from them.
 	PinnedImages []string
-	Logger       hclog.Logger
+	// PlainHTTPLoopback lets registries on a loopback address (127.0.0.0/8,
+	// ::1, localhost) be reached over plain HTTP without a registries.conf
+	// entry, as the Docker daemon does: that traffic never leaves the node.
+	PlainHTTPLoopback bool
+	Logger            hclog.Logger
 }
 
 // Service owns one containers/storage store.
