@@ -75,15 +75,23 @@ func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	return nil
 }
 
-func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (interface{}, error) {
-	return c, nil
+func (p *grpcPlugin) GRPCClient(done context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (interface{}, error) {
+	return &PluginConn{ClientConn: c, Done: done.Done()}, nil
+}
+
+// PluginConn is what a host dispenses from a plugin client: the gRPC
+// connection to build typed clients on, and a channel closed when the
+// plugin process exits.
+type PluginConn struct {
+	*grpc.ClientConn
+	Done <-chan struct{}
 }
 
 var _ plugin.GRPCPlugin = (*grpcPlugin)(nil)
 
 // HostPluginSets returns the go-plugin plugin sets a host offers for a plugin
 // of the given kind, one per protocol version. Dispensing kind from a client
-// built with them yields a *grpc.ClientConn.
+// built with them yields a *PluginConn.
 func HostPluginSets(kind Kind, versions []int) map[int]plugin.PluginSet {
 	sets := make(map[int]plugin.PluginSet, len(versions))
 	for _, v := range versions {

@@ -173,6 +173,8 @@ func Serve(p Base, kind Kind, register func(*grpc.Server)) {
 			register(s)
 		}}}
 	}
+	// Start-up touched much of the binary; most plugins then idle.
+	TrimExecutablePages()
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: versioned,

@@ -18,6 +18,7 @@ import (
 	"github.com/berth-cri/berth/host/logging"
 	"github.com/berth-cri/berth/host/plugins"
 	"github.com/berth-cri/berth/internal/version"
+	"github.com/berth-cri/berth/sdk"
 )
 
 // maxMsgSize bounds CRI messages; kubelet's own limit is 16 MiB.
@@ -75,6 +76,8 @@ func cmdServe(args []string) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
 	log.Info("CRI server listening", "socket", cfg.Host.Listen)
+	// Start-up touched much of the binary; the daemon mostly idles.
+	sdk.TrimExecutablePages()
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)

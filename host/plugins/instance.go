@@ -40,7 +40,6 @@ const (
 
 // Supervision timings; variables so tests can shorten them.
 var (
-	pollInterval    = 100 * time.Millisecond
 	healthInterval  = 5 * time.Second
 	healthTimeout   = 2 * time.Second
 	healthFailures  = 3 // consecutive failed health checks before a restart
@@ -76,6 +75,7 @@ type Instance struct {
 	health    *pluginv1.HealthResponse
 	restarts  int
 	startedAt time.Time
+	exited    <-chan struct{} // closed when the current process exits
 }
 
 func newInstance(m *Manager, spec *config.Plugin) *Instance {
@@ -312,10 +312,11 @@ func (i *Instance) adopt(ctx context.Context, client *plugin.Client, rpc plugin.
 	if err != nil {
 		return fmt.Errorf("plugin %q: dispense %s: %w", i.spec.Name, i.kind, err)
 	}
-	conn, ok := raw.(*grpc.ClientConn)
+	pconn, ok := raw.(*sdk.PluginConn)
 	if !ok {
 		return fmt.Errorf("plugin %q: unexpected client type %T", i.spec.Name, raw)
 	}
+	conn := pconn.ClientConn
 	pc := pluginv1.NewPluginClient(conn)
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -362,6 +363,7 @@ func (i *Instance) adopt(ctx context.Context, client *plugin.Client, rpc plugin.
 	rc := client.ReattachConfig()
 	i.mu.Lock()
 	i.client, i.conn, i.info, i.version, i.health = client, conn, info, version, health
+	i.exited = pconn.Done
 	i.pid, i.socket = 0, ""
 	if rc != nil {
 		i.pid = rc.Pid
@@ -419,29 +421,26 @@ func (i *Instance) setState(s State, err error) {
 }
 
 // supervise watches the current process, restarts it when it exits or stops
-// answering, and retries failed starts with exponential backoff.
+// answering, and retries failed starts with exponential backoff. It sleeps
+// between events: an exit is signalled by go-plugin, health is polled.
 func (i *Instance) supervise(ctx context.Context) {
 	backoff := backoffInitial
-	poll := time.NewTicker(pollInterval)
-	defer poll.Stop()
-	nextHealth := time.Now().Add(healthInterval)
 	failures := 0
+	health := time.NewTicker(healthInterval)
+	defer health.Stop()
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-poll.C:
-		}
 		i.mu.Lock()
-		client, st, started := i.client, i.state, i.startedAt
+		st, exited, started := i.state, i.exited, i.startedAt
 		i.mu.Unlock()
 
-		if st == StateRunning && client != nil && !client.Exited() {
-			if time.Since(started) > backoffReset {
-				backoff = backoffInitial
-			}
-			if time.Now().After(nextHealth) {
-				nextHealth = time.Now().Add(healthInterval)
+		if st == StateRunning {
+			select {
+			case <-ctx.Done():
+				return
+			case <-health.C:
+				if time.Since(started) > backoffReset {
+					backoff = backoffInitial
+				}
 				if i.checkHealth(ctx) {
 					failures = 0
 				} else if failures++; failures >= healthFailures {
@@ -449,12 +448,11 @@ func (i *Instance) supervise(ctx context.Context) {
 					failures = 0
 					i.drop(fmt.Errorf("no answer to %d health checks", healthFailures))
 				}
+				continue
+			case <-exited:
+				i.log.Error("plugin exited; restarting it")
+				i.drop(errors.New("plugin process exited"))
 			}
-			continue
-		}
-		if st == StateRunning {
-			i.log.Error("plugin exited; restarting it")
-			i.drop(errors.New("plugin process exited"))
 		}
 		// Restart, waiting out the backoff first (cancellable).
 		select {
@@ -469,7 +467,7 @@ func (i *Instance) supervise(ctx context.Context) {
 			backoff = min(backoff*2, backoffMax)
 			continue
 		}
-		nextHealth = time.Now().Add(healthInterval)
+		health.Reset(healthInterval)
 	}
 }
 
