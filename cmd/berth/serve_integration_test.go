@@ -57,7 +57,9 @@ func (b *syncBuffer) String() string {
 func buildBerth(t *testing.T, dir string) string {
 	t.Helper()
 	for _, b := range []struct{ out, pkg string }{{"berth", "."}, {"berth-plugins", "../berth-plugins"}} {
-		out, err := exec.Command("go", "build", "-tags", buildTags, "-o", filepath.Join(dir, b.out), b.pkg).CombinedOutput()
+		cmd := exec.Command("go", "build", "-tags", buildTags, "-o", filepath.Join(dir, b.out), b.pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("go build %s: %v\n%s", b.pkg, err, out)
 		}

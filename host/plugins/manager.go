@@ -12,7 +12,7 @@
 //     checked against the configured kind, and Configure hands over the
 //     plugin's config table. The process is then moved out of the host's
 //     cgroup so that stopping the host's service does not kill it.
-//   - supervision: an exited process is noticed within 100 ms and restarted
+//   - supervision: an exited process is noticed at once and restarted
 //     with exponential backoff (100 ms doubling to 30 s, reset after a minute
 //     of good health); Health is polled every 5 s, and a plugin that stops
 //     answering is killed and restarted. While a plugin is down its clients
