@@ -25,6 +25,7 @@ import (
 	"io"
 	"log"
 	"math/rand"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -53,6 +54,18 @@ var Applets = []string{"sh", "ls", "cat", "echo", "sleep", "id", "env", "true", 
 	"wc", "mkdir", "rm", "touch", "date", "hostname", "grep", "sed", "test", "stat", "mount", "top", "dd", "printf", "yes", "kill", "pwd"}
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// T is the part of testing.TB the helpers use, so that programs (the
+// test registry command) can use them too.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	TempDir() string
+	Cleanup(func())
+}
+
+var _ T = (testing.TB)(nil)
 
 // Registry is a registry served on 127.0.0.1 for one test.
 type Registry struct {
@@ -83,7 +96,7 @@ func WithMiddleware(m func(http.Handler) http.Handler) Option {
 }
 
 // StartRegistry starts a registry; it stops when the test ends.
-func StartRegistry(t testing.TB, opts ...Option) *Registry {
+func StartRegistry(t T, opts ...Option) *Registry {
 	t.Helper()
 	r := &Registry{requests: map[string]int{}}
 	for _, o := range opts {
@@ -114,11 +127,29 @@ func StartRegistry(t testing.TB, opts ...Option) *Registry {
 	return r
 }
 
+// ServeRegistry serves a registry on addr (a 127.0.0.1 address) until the
+// returned server is closed; for programs that outlive a test.
+func ServeRegistry(addr string, opts ...Option) (*Registry, *http.Server, error) {
+	r := &Registry{requests: map[string]int{}}
+	for _, o := range opts {
+		o(r)
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(lis) }()
+	r.Host = lis.Addr().String()
+	return r, srv, nil
+}
+
 // Ref is "HOST/" + repoAndTag.
 func (r *Registry) Ref(repoAndTag string) string { return r.Host + "/" + repoAndTag }
 
 // Push uploads img under repo with each tag and returns its manifest digest.
-func (r *Registry) Push(t testing.TB, repo string, img v1.Image, tags ...string) string {
+func (r *Registry) Push(t T, repo string, img v1.Image, tags ...string) string {
 	t.Helper()
 	opts := []remote.Option{}
 	if r.user != "" {
@@ -171,7 +202,7 @@ func (r *Registry) ResetCounts() {
 // RegistriesConf writes a registries.conf in a temporary directory that
 // marks this registry insecure (plain HTTP) and lets short names resolve to
 // it, and returns its path.
-func (r *Registry) RegistriesConf(t testing.TB) string {
+func (r *Registry) RegistriesConf(t T) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "registries.conf")
 	conf := fmt.Sprintf("unqualified-search-registries = [%q]\nshort-name-mode = \"disabled\"\n\n[[registry]]\nlocation = %q\ninsecure = true\n", r.Host, r.Host)
@@ -190,7 +221,7 @@ type file struct {
 	data     []byte
 }
 
-func layer(t testing.TB, files []file) v1.Layer {
+func layer(t T, files []file) v1.Layer {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -227,7 +258,7 @@ func symlink(n, target string) file {
 	return file{name: n, mode: 0o777, typ: tar.TypeSymlink, linkname: target}
 }
 
-func busyboxFiles(t testing.TB) []file {
+func busyboxFiles(t T) []file {
 	t.Helper()
 	bin, err := os.ReadFile(BusyboxPath)
 	if err != nil {
@@ -241,7 +272,7 @@ func busyboxFiles(t testing.TB) []file {
 		reg("etc/group", "root:x:0:\n"), dir("tmp/"), dir("root/"))
 }
 
-func image(t testing.TB, layers []v1.Layer, cfg v1.Config) v1.Image {
+func image(t T, layers []v1.Layer, cfg v1.Config) v1.Image {
 	t.Helper()
 	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {
@@ -269,20 +300,20 @@ func image(t testing.TB, layers []v1.Layer, cfg v1.Config) v1.Image {
 }
 
 // Busybox is a one-layer busybox image.
-func Busybox(t testing.TB) v1.Image {
+func Busybox(t T) v1.Image {
 	return image(t, []v1.Layer{layer(t, busyboxFiles(t))}, v1.Config{})
 }
 
 // Distinct is busybox plus a layer holding /distinct with content, so every
 // content gives a distinct image ID.
-func Distinct(t testing.TB, content string) v1.Image {
+func Distinct(t T, content string) v1.Image {
 	return image(t, []v1.Layer{layer(t, busyboxFiles(t)), layer(t, []file{reg("distinct", content)})},
 		v1.Config{Labels: map[string]string{"berth.test/distinct": content}})
 }
 
 // WithUser runs as USER 1000 ("app", primary group 1000, also in group
 // 2000 "extra") with matching /etc/passwd and /etc/group.
-func WithUser(t testing.TB) v1.Image {
+func WithUser(t T) v1.Image {
 	files := busyboxFiles(t)
 	for i := range files {
 		switch files[i].name {
@@ -299,7 +330,7 @@ func WithUser(t testing.TB) v1.Image {
 // Layered has five layers: busybox; /a/{x,y} and /d/{old1,old2}; a whiteout
 // of /a/x; an opaque /d holding only /d/new; and /a/z. The merged root must
 // show /a/y, /a/z and /d/new, and neither /a/x nor /d/old1 nor /d/old2.
-func Layered(t testing.TB) v1.Image {
+func Layered(t T) v1.Image {
 	return image(t, []v1.Layer{
 		layer(t, busyboxFiles(t)),
 		layer(t, []file{dir("a/"), reg("a/x", "x"), reg("a/y", "y"), dir("d/"), reg("d/old1", "1"), reg("d/old2", "2")}),
@@ -312,7 +343,7 @@ func Layered(t testing.TB) v1.Image {
 // Large has n layers of size bytes each of incompressible, seeded
 // pseudo-random data (deterministic); the first layer also holds busybox.
 // Large(t, 10, 5<<20) is the 50 MB, 10-layer image of the pull benchmark.
-func Large(t testing.TB, n, size int) v1.Image {
+func Large(t T, n, size int) v1.Image {
 	rng := rand.New(rand.NewSource(42))
 	var layers []v1.Layer
 	for i := 0; i < n; i++ {
