@@ -274,6 +274,13 @@ func TestIntegrationRootfsWhiteoutsAndUsage(t *testing.T) {
 	if err != nil || fs.Bytes == 0 || fs.Inodes == 0 {
 		t.Errorf("FsInfo = %+v, %v", fs, err)
 	}
+	// A pull right after is reflected at once, not after the cache expires.
+	if _, err := svc.Pull(ctx, reg.Ref("layered:latest"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if fs2, err := svc.FsInfo(); err != nil || fs2.Inodes <= fs.Inodes || fs2.Bytes <= fs.Bytes {
+		t.Errorf("FsInfo after a pull = %+v (before %+v), %v", fs2, fs, err)
+	}
 }
 
 func TestIntegrationReadOnlyRootfs(t *testing.T) {

@@ -273,6 +273,7 @@ func (s *Service) Remove(name string) error {
 		return fmt.Errorf("delete image %s: %w", img.ID, err)
 	}
 	s.forget(img.ID)
+	s.invalidateFs()
 	return nil
 }
 

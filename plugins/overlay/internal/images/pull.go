@@ -167,6 +167,7 @@ func (s *Service) pullOne(named reference.Named, sys *types.SystemContext) (stri
 	if err != nil {
 		return "", fmt.Errorf("find pulled image %s: %w", named, err)
 	}
+	s.invalidateFs()
 	s.log.Info("pulled image", "image", named.String(), "id", img.ID, "bytes", watch.bytes.Load(), "duration", time.Since(start).Round(time.Millisecond))
 	return img.ID, nil
 }

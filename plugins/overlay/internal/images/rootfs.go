@@ -53,6 +53,7 @@ func (s *Service) CreateRootfs(id, image, name string, readOnly bool) (string, e
 		}
 		return "", fmt.Errorf("create rootfs for %s: %w", id, err)
 	}
+	s.invalidateFs()
 	return img.ID, nil
 }
 
@@ -85,6 +86,7 @@ func (s *Service) RemoveRootfs(id string) error {
 	if err := s.store.DeleteContainer(id); err != nil && !gone(err) {
 		return fmt.Errorf("remove rootfs of %s: %w", id, err)
 	}
+	s.invalidateFs()
 	return nil
 }
 
@@ -119,8 +121,15 @@ func (s *Service) layerDiffDir(layer string) string {
 	return filepath.Join(root, s.store.GraphDriverName(), layer, "diff")
 }
 
-// FsInfo measures the store; cached for a few seconds because kubelet asks
-// often and a walk of a large store is not free.
+// invalidateFs drops the cached FsInfo after the store changed.
+func (s *Service) invalidateFs() {
+	s.fsMu.Lock()
+	s.fsInfo = nil
+	s.fsMu.Unlock()
+}
+
+// FsInfo measures the store; cached for a few seconds (or until the store
+// changes) because kubelet asks often and a walk of a large store is not free.
 func (s *Service) FsInfo() (*FsUsage, error) {
 	s.fsMu.Lock()
 	defer s.fsMu.Unlock()
