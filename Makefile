@@ -22,7 +22,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 # Every go command run by make (and the builds tests run) gets the tags.
 export GOFLAGS := -buildvcs=false -tags=$(TAGS)
 
-.PHONY: all build build-standalone install run deps generate check-generate snapshot lint test test-unit test-integration memory clean
+.PHONY: all build build-standalone install run deps generate check-generate snapshot lint test test-unit test-integration memory bench-pull clean
 
 all: build
 
@@ -106,6 +106,10 @@ $(CRICTL):
 memory: build
 	SETTLE=3 hack/memory.sh
 	SETTLE=30 hack/memory.sh
+
+## bench-pull: pull of a 50 MB, 10-layer image from a registry on 127.0.0.1, Berth against skopeo (root)
+bench-pull:
+	$(GO) test -run '^$$' -bench Pull50MB -benchtime 5x -count 3 ./plugins/overlay/internal/images/
 
 clean:
 	rm -rf bin build

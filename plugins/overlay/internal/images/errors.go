@@ -7,6 +7,7 @@ import (
 
 	"github.com/docker/distribution/registry/api/errcode"
 	"go.podman.io/image/v5/docker"
+	"go.podman.io/image/v5/signature"
 	"go.podman.io/storage"
 	"google.golang.org/grpc/codes"
 )
@@ -15,6 +16,7 @@ import (
 func Code(err error) codes.Code {
 	var unauthorized docker.ErrUnauthorizedForCredentials
 	var ec errcode.Error
+	var rejected signature.PolicyRequirementError
 	switch {
 	case err == nil:
 		return codes.OK
@@ -35,6 +37,8 @@ func Code(err error) codes.Code {
 		return codes.ResourceExhausted
 	case errors.As(err, &unauthorized):
 		return codes.Unauthenticated
+	case errors.As(err, &rejected):
+		return codes.PermissionDenied
 	case errors.As(err, &ec):
 		switch ec.Code.Descriptor().Value {
 		case "MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN":

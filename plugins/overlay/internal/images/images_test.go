@@ -452,3 +452,54 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationDockerHubNormalisation: short names and docker.io names
+// normalise to docker.io/library/..., here remapped (not mirrored, so
+// nothing can fall back to the real Docker Hub) to the test registry.
+func TestIntegrationDockerHubNormalisation(t *testing.T) {
+	needRoot(t)
+	reg := testimages.StartRegistry(t)
+	reg.Push(t, "library/busybox", testimages.Busybox(t), "latest")
+	conf := filepath.Join(t.TempDir(), "registries.conf")
+	if err := os.WriteFile(conf, []byte(`unqualified-search-registries = ["docker.io"]
+short-name-mode = "disabled"
+
+[[registry]]
+prefix = "docker.io"
+location = "`+reg.Host+`"
+insecure = true
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc := newService(t, reg, func(o *Options) { o.RegistriesConf = conf })
+	ctx := context.Background()
+	id, err := svc.Pull(ctx, "busybox", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := svc.Status(ctx, id)
+	if err != nil || img == nil || len(img.RepoTags) != 1 || img.RepoTags[0] != "docker.io/library/busybox:latest" {
+		t.Fatalf("status = %+v, %v", img, err)
+	}
+	for _, name := range []string{"busybox", "busybox:latest", "docker.io/busybox", "docker.io/library/busybox:latest", "library/busybox"} {
+		if got, err := svc.Status(ctx, name); err != nil || got == nil || got.ID != id {
+			t.Errorf("Status(%q) = %v, %v", name, got, err)
+		}
+	}
+}
+
+// TestIntegrationSignaturePolicyRejects: policy.json is honoured.
+func TestIntegrationSignaturePolicyRejects(t *testing.T) {
+	needRoot(t)
+	reg := testimages.StartRegistry(t)
+	reg.Push(t, "busybox", testimages.Busybox(t), "latest")
+	policy := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"default": [{"type": "reject"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc := newService(t, reg, func(o *Options) { o.PolicyJSON = policy })
+	_, err := svc.Pull(context.Background(), reg.Ref("busybox:latest"), nil)
+	if Code(err) != codes.PermissionDenied {
+		t.Fatalf("pull against a rejecting policy: %v (code %v)", err, Code(err))
+	}
+}
