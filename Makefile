@@ -22,7 +22,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 # Every go command run by make (and the builds tests run) gets the tags.
 export GOFLAGS := -buildvcs=false -tags=$(TAGS)
 
-.PHONY: all build build-standalone install run deps generate check-generate snapshot lint test test-unit test-integration memory bench-pull clean
+.PHONY: all build build-standalone install run deps generate check-generate snapshot lint test test-unit test-integration memory bench-pull conformance bench clean
 
 all: build
 
@@ -106,6 +106,14 @@ $(CRICTL):
 memory: build
 	SETTLE=3 hack/memory.sh
 	SETTLE=30 hack/memory.sh
+
+## conformance: critest v1.37.0 offline against a private berth serve; FOCUS= and SKIP= pass through (root)
+conformance:
+	hack/conformance.sh validate
+
+## bench: critest's benchmark mode (20 pods, 20 containers, 20 pulls, sequential) and runc run for scale (root)
+bench:
+	hack/conformance.sh bench
 
 ## bench-pull: pull of a 50 MB, 10-layer image from a registry on 127.0.0.1, Berth against skopeo (root)
 bench-pull:

@@ -212,13 +212,36 @@ func (r *Registry) RegistriesConf(t T) string {
 	return p
 }
 
-// file is one entry of a layer.
-type file struct {
-	name     string
-	mode     int64
-	typ      byte
-	linkname string
-	data     []byte
+// File is one entry of a layer.
+type File struct {
+	Name     string
+	Mode     int64
+	Type     byte // tar.TypeReg, TypeDir, TypeSymlink, TypeLink
+	Linkname string
+	Data     []byte
+}
+
+type file = File
+
+// NewLayer builds a deterministic layer (fixed times, given order).
+func NewLayer(t T, files []File) v1.Layer { return layer(t, files) }
+
+// NewImage builds a linux/amd64 image from layers with the given config
+// (PATH and Cmd /bin/sh by default), created at a fixed time.
+func NewImage(t T, layers []v1.Layer, cfg v1.Config) v1.Image { return image(t, layers, cfg) }
+
+// Dir, Reg, Symlink and Hardlink make layer entries.
+func Dir(name string) File { return dir(name) }
+
+// Reg is a regular file with mode 0644.
+func Reg(name, content string) File { return reg(name, content) }
+
+// Symlink is a symbolic link.
+func Symlink(name, target string) File { return symlink(name, target) }
+
+// Hardlink is a hard link to target (a path in the same or a lower layer).
+func Hardlink(name, target string) File {
+	return File{Name: name, Mode: 0o755, Type: tar.TypeLink, Linkname: target}
 }
 
 func layer(t T, files []file) v1.Layer {
@@ -226,15 +249,15 @@ func layer(t T, files []file) v1.Layer {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, f := range files {
-		hdr := &tar.Header{Name: f.name, Mode: f.mode, Typeflag: f.typ, Linkname: f.linkname, Size: int64(len(f.data)), ModTime: epoch, Format: tar.FormatPAX}
-		if f.typ != tar.TypeReg {
+		hdr := &tar.Header{Name: f.Name, Mode: f.Mode, Typeflag: f.Type, Linkname: f.Linkname, Size: int64(len(f.Data)), ModTime: epoch, Format: tar.FormatPAX}
+		if f.Type != tar.TypeReg {
 			hdr.Size = 0
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			t.Fatal(err)
 		}
-		if f.typ == tar.TypeReg {
-			if _, err := tw.Write(f.data); err != nil {
+		if f.Type == tar.TypeReg {
+			if _, err := tw.Write(f.Data); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -250,12 +273,12 @@ func layer(t T, files []file) v1.Layer {
 	return l
 }
 
-func dir(n string) file { return file{name: n, mode: 0o755, typ: tar.TypeDir} }
+func dir(n string) file { return file{Name: n, Mode: 0o755, Type: tar.TypeDir} }
 func reg(n, content string) file {
-	return file{name: n, mode: 0o644, typ: tar.TypeReg, data: []byte(content)}
+	return file{Name: n, Mode: 0o644, Type: tar.TypeReg, Data: []byte(content)}
 }
 func symlink(n, target string) file {
-	return file{name: n, mode: 0o777, typ: tar.TypeSymlink, linkname: target}
+	return file{Name: n, Mode: 0o777, Type: tar.TypeSymlink, Linkname: target}
 }
 
 func busyboxFiles(t T) []file {
@@ -264,7 +287,7 @@ func busyboxFiles(t T) []file {
 	if err != nil {
 		t.Fatalf("busybox-static is needed (apt-get install -y busybox-static): %v", err)
 	}
-	files := []file{dir("bin/"), {name: "bin/busybox", mode: 0o755, typ: tar.TypeReg, data: bin}}
+	files := []file{dir("bin/"), {Name: "bin/busybox", Mode: 0o755, Type: tar.TypeReg, Data: bin}}
 	for _, a := range Applets {
 		files = append(files, symlink("bin/"+a, "busybox"))
 	}
@@ -316,11 +339,11 @@ func Distinct(t T, content string) v1.Image {
 func WithUser(t T) v1.Image {
 	files := busyboxFiles(t)
 	for i := range files {
-		switch files[i].name {
+		switch files[i].Name {
 		case "etc/passwd":
-			files[i].data = []byte("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n")
+			files[i].Data = []byte("root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n")
 		case "etc/group":
-			files[i].data = []byte("root:x:0:\napp:x:1000:\nextra:x:2000:app\n")
+			files[i].Data = []byte("root:x:0:\napp:x:1000:\nextra:x:2000:app\n")
 		}
 	}
 	files = append(files, dir("home/"), dir("home/app/"))
@@ -349,7 +372,7 @@ func Large(t T, n, size int) v1.Image {
 	for i := 0; i < n; i++ {
 		data := make([]byte, size)
 		rng.Read(data)
-		files := []file{dir("data/"), {name: fmt.Sprintf("data/blob%02d", i), mode: 0o644, typ: tar.TypeReg, data: data}}
+		files := []file{dir("data/"), {Name: fmt.Sprintf("data/blob%02d", i), Mode: 0o644, Type: tar.TypeReg, Data: data}}
 		if i == 0 {
 			files = append(busyboxFiles(t), files...)
 		}
@@ -371,4 +394,45 @@ func Paths(root string) ([]string, error) {
 	})
 	sort.Strings(out)
 	return out, err
+}
+
+// ProgramT lets the image helpers run in a program rather than a test: a
+// failure prints the message, runs the cleanups and exits with status 1.
+type ProgramT struct {
+	Name     string
+	cleanups []func()
+}
+
+// Helper implements T.
+func (t *ProgramT) Helper() {}
+
+// Fatal implements T.
+func (t *ProgramT) Fatal(args ...any) {
+	fmt.Fprintln(os.Stderr, append([]any{t.Name + ":"}, args...)...)
+	t.RunCleanups()
+	os.Exit(1)
+}
+
+// Fatalf implements T.
+func (t *ProgramT) Fatalf(format string, args ...any) { t.Fatal(fmt.Sprintf(format, args...)) }
+
+// Cleanup implements T.
+func (t *ProgramT) Cleanup(f func()) { t.cleanups = append(t.cleanups, f) }
+
+// TempDir implements T; the directory is removed by RunCleanups.
+func (t *ProgramT) TempDir() string {
+	d, err := os.MkdirTemp("", t.Name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// RunCleanups runs the registered cleanups, last first.
+func (t *ProgramT) RunCleanups() {
+	for i := len(t.cleanups) - 1; i >= 0; i-- {
+		t.cleanups[i]()
+	}
+	t.cleanups = nil
 }

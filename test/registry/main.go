@@ -20,8 +20,8 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:5000", "listen address (loopback only)")
 	flag.Parse()
-	t := &fatalT{}
-	defer t.cleanup()
+	t := &testimages.ProgramT{Name: "registry"}
+	defer t.RunCleanups()
 	reg, srv, err := testimages.ServeRegistry(*addr)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "registry: %v\n", err)
@@ -35,30 +35,4 @@ func main() {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
-}
-
-// fatalT lets the test image helpers run in a program.
-type fatalT struct{ cleanups []func() }
-
-func (t *fatalT) Helper() {}
-func (t *fatalT) Fatal(args ...any) {
-	fmt.Fprintln(os.Stderr, append([]any{"registry:"}, args...)...)
-	t.cleanup()
-	os.Exit(1)
-}
-func (t *fatalT) Fatalf(format string, args ...any) { t.Fatal(fmt.Sprintf(format, args...)) }
-func (t *fatalT) TempDir() string {
-	d, err := os.MkdirTemp("", "berth-registry-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.cleanups = append(t.cleanups, func() { os.RemoveAll(d) })
-	return d
-}
-func (t *fatalT) Cleanup(f func()) { t.cleanups = append(t.cleanups, f) }
-func (t *fatalT) cleanup() {
-	for i := len(t.cleanups) - 1; i >= 0; i-- {
-		t.cleanups[i]()
-	}
-	t.cleanups = nil
 }
