@@ -503,3 +503,33 @@ func TestIntegrationSignaturePolicyRejects(t *testing.T) {
 		t.Fatalf("pull against a rejecting policy: %v (code %v)", err, Code(err))
 	}
 }
+
+// TestIntegrationConcurrentRemoves: simultaneous removals all succeed, and
+// each finds the image gone when it returns.
+func TestIntegrationConcurrentRemoves(t *testing.T) {
+	needRoot(t)
+	reg := testimages.StartRegistry(t)
+	reg.Push(t, "busybox", testimages.Busybox(t), "latest")
+	svc := newService(t, reg, nil)
+	ctx := context.Background()
+	for round := 0; round < 3; round++ {
+		id, err := svc.Pull(ctx, reg.Ref("busybox:latest"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := 0; i < 5; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := svc.Remove(id); err != nil {
+					t.Errorf("concurrent Remove: %v", err)
+				}
+				if img, _ := svc.Status(ctx, id); img != nil {
+					t.Errorf("image still visible after Remove returned")
+				}
+			}()
+		}
+		wg.Wait()
+	}
+}

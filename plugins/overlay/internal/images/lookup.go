@@ -239,6 +239,11 @@ func (s *Service) Status(ctx context.Context, name string) (*Image, error) {
 // with all its names; a tag removes that tag, and the image with its last
 // name. Removing an absent image succeeds (the CRI wants idempotence).
 func (s *Service) Remove(name string) error {
+	// One removal at a time: a caller must not return while another is
+	// half-way through deleting the same image, or its ImageStatus right
+	// after would still see it.
+	s.removeMu.Lock()
+	defer s.removeMu.Unlock()
 	img, err := s.Lookup(name)
 	if errors.Is(err, errNotFound) {
 		return nil
@@ -267,7 +272,7 @@ func (s *Service) Remove(name string) error {
 		return nil
 	}
 	if _, err := s.store.DeleteImage(img.ID, true); err != nil {
-		if errors.Is(err, storage.ErrImageUnknown) {
+		if errors.Is(err, storage.ErrImageUnknown) || errors.Is(err, storage.ErrNotAnImage) {
 			return nil
 		}
 		return fmt.Errorf("delete image %s: %w", img.ID, err)

@@ -51,7 +51,8 @@ type Service struct {
 	policy *signature.Policy
 	log    hclog.Logger
 
-	pulls singleflight.Group
+	pulls    singleflight.Group
+	removeMu sync.Mutex
 
 	cacheMu sync.Mutex
 	configs map[string]*imgspecv1.Image // image ID -> OCI config (images are immutable)
