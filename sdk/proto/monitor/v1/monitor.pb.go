@@ -80,11 +80,17 @@ type WatchRequest struct {
 	SandboxId   string                 `protobuf:"bytes,2,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
 	StdioDir    string                 `protobuf:"bytes,3,opt,name=stdio_dir,json=stdioDir,proto3" json:"stdio_dir,omitempty"`
 	// Absolute path of the CRI log file.
-	LogPath       string `protobuf:"bytes,4,opt,name=log_path,json=logPath,proto3" json:"log_path,omitempty"`
-	Terminal      bool   `protobuf:"varint,5,opt,name=terminal,proto3" json:"terminal,omitempty"`
-	Stdin         bool   `protobuf:"varint,6,opt,name=stdin,proto3" json:"stdin,omitempty"`
-	StdinOnce     bool   `protobuf:"varint,7,opt,name=stdin_once,json=stdinOnce,proto3" json:"stdin_once,omitempty"`
-	CgroupPath    string `protobuf:"bytes,8,opt,name=cgroup_path,json=cgroupPath,proto3" json:"cgroup_path,omitempty"`
+	LogPath    string `protobuf:"bytes,4,opt,name=log_path,json=logPath,proto3" json:"log_path,omitempty"`
+	Terminal   bool   `protobuf:"varint,5,opt,name=terminal,proto3" json:"terminal,omitempty"`
+	Stdin      bool   `protobuf:"varint,6,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	StdinOnce  bool   `protobuf:"varint,7,opt,name=stdin_once,json=stdinOnce,proto3" json:"stdin_once,omitempty"`
+	CgroupPath string `protobuf:"bytes,8,opt,name=cgroup_path,json=cgroupPath,proto3" json:"cgroup_path,omitempty"`
+	// The runtime's create command (from Runtime.CreateCommand) the monitor
+	// runs as the container's parent, with the container's stdio.
+	CreateArgv []string `protobuf:"bytes,9,rep,name=create_argv,json=createArgv,proto3" json:"create_argv,omitempty"`
+	CreateEnv  []string `protobuf:"bytes,10,rep,name=create_env,json=createEnv,proto3" json:"create_env,omitempty"`
+	// Where the create command writes the container init's PID.
+	PidFile       string `protobuf:"bytes,11,opt,name=pid_file,json=pidFile,proto3" json:"pid_file,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -175,8 +181,31 @@ func (x *WatchRequest) GetCgroupPath() string {
 	return ""
 }
 
+func (x *WatchRequest) GetCreateArgv() []string {
+	if x != nil {
+		return x.CreateArgv
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetCreateEnv() []string {
+	if x != nil {
+		return x.CreateEnv
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetPidFile() string {
+	if x != nil {
+		return x.PidFile
+	}
+	return ""
+}
+
 type WatchResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// PID of the container's init.
+	Pid           int32 `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -209,6 +238,13 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
 	return file_proto_monitor_v1_monitor_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WatchResponse) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
 }
 
 type StatusRequest struct {
@@ -855,7 +891,7 @@ var File_proto_monitor_v1_monitor_proto protoreflect.FileDescriptor
 
 const file_proto_monitor_v1_monitor_proto_rawDesc = "" +
 	"\n" +
-	"\x1eproto/monitor/v1/monitor.proto\x12\x10berth.monitor.v1\"\xfa\x01\n" +
+	"\x1eproto/monitor/v1/monitor.proto\x12\x10berth.monitor.v1\"\xd5\x02\n" +
 	"\fWatchRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1d\n" +
 	"\n" +
@@ -867,8 +903,15 @@ const file_proto_monitor_v1_monitor_proto_rawDesc = "" +
 	"\n" +
 	"stdin_once\x18\a \x01(\bR\tstdinOnce\x12\x1f\n" +
 	"\vcgroup_path\x18\b \x01(\tR\n" +
-	"cgroupPath\"\x0f\n" +
-	"\rWatchResponse\"2\n" +
+	"cgroupPath\x12\x1f\n" +
+	"\vcreate_argv\x18\t \x03(\tR\n" +
+	"createArgv\x12\x1d\n" +
+	"\n" +
+	"create_env\x18\n" +
+	" \x03(\tR\tcreateEnv\x12\x19\n" +
+	"\bpid_file\x18\v \x01(\tR\apidFile\"!\n" +
+	"\rWatchResponse\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid\"2\n" +
 	"\rStatusRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"\xbf\x01\n" +
 	"\x0eStatusResponse\x12\x18\n" +

@@ -157,7 +157,9 @@ type CreateSandboxResponse struct {
 	// Namespace paths the sandbox's containers join, by OCI namespace type.
 	NamespacePaths map[string]string `protobuf:"bytes,1,rep,name=namespace_paths,json=namespacePaths,proto3" json:"namespace_paths,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Opaque, plugin-versioned state the host persists and hands back.
-	Handle        []byte `protobuf:"bytes,2,opt,name=handle,proto3" json:"handle,omitempty"`
+	Handle []byte `protobuf:"bytes,2,opt,name=handle,proto3" json:"handle,omitempty"`
+	// PID of the sandbox's init (the holder of a pod PID namespace), 0 if none.
+	InitPid       int32 `protobuf:"varint,3,opt,name=init_pid,json=initPid,proto3" json:"init_pid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -204,6 +206,13 @@ func (x *CreateSandboxResponse) GetHandle() []byte {
 		return x.Handle
 	}
 	return nil
+}
+
+func (x *CreateSandboxResponse) GetInitPid() int32 {
+	if x != nil {
+		return x.InitPid
+	}
+	return 0
 }
 
 type StopSandboxRequest struct {
@@ -1589,6 +1598,146 @@ func (x *ExecExit) GetTimedOut() bool {
 	return false
 }
 
+type CreateCommandRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	SandboxId   string                 `protobuf:"bytes,2,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Options     *RuntimeOptions        `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
+	// Absolute path of the OCI bundle (config.json and rootfs).
+	Bundle   string `protobuf:"bytes,4,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	Terminal bool   `protobuf:"varint,5,opt,name=terminal,proto3" json:"terminal,omitempty"`
+	// Where the command must write the container init's PID.
+	PidFile       string `protobuf:"bytes,6,opt,name=pid_file,json=pidFile,proto3" json:"pid_file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateCommandRequest) Reset() {
+	*x = CreateCommandRequest{}
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateCommandRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateCommandRequest) ProtoMessage() {}
+
+func (x *CreateCommandRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateCommandRequest.ProtoReflect.Descriptor instead.
+func (*CreateCommandRequest) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CreateCommandRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *CreateCommandRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *CreateCommandRequest) GetOptions() *RuntimeOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *CreateCommandRequest) GetBundle() string {
+	if x != nil {
+		return x.Bundle
+	}
+	return ""
+}
+
+func (x *CreateCommandRequest) GetTerminal() bool {
+	if x != nil {
+		return x.Terminal
+	}
+	return false
+}
+
+func (x *CreateCommandRequest) GetPidFile() string {
+	if x != nil {
+		return x.PidFile
+	}
+	return ""
+}
+
+type CreateCommandResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// argv[0] is an absolute path.
+	Argv []string `protobuf:"bytes,1,rep,name=argv,proto3" json:"argv,omitempty"`
+	// Extra environment for the command ("KEY=value").
+	Env           []string `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateCommandResponse) Reset() {
+	*x = CreateCommandResponse{}
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateCommandResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateCommandResponse) ProtoMessage() {}
+
+func (x *CreateCommandResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateCommandResponse.ProtoReflect.Descriptor instead.
+func (*CreateCommandResponse) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CreateCommandResponse) GetArgv() []string {
+	if x != nil {
+		return x.Argv
+	}
+	return nil
+}
+
+func (x *CreateCommandResponse) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
 var File_proto_runtime_v1_runtime_proto protoreflect.FileDescriptor
 
 const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
@@ -1606,10 +1755,11 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\vannotations\x18\x04 \x03(\v27.berth.runtime.v1.CreateSandboxRequest.AnnotationsEntryR\vannotations\x1a>\n" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd8\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf3\x01\n" +
 	"\x15CreateSandboxResponse\x12d\n" +
 	"\x0fnamespace_paths\x18\x01 \x03(\v2;.berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntryR\x0enamespacePaths\x12\x16\n" +
-	"\x06handle\x18\x02 \x01(\fR\x06handle\x1aA\n" +
+	"\x06handle\x18\x02 \x01(\fR\x06handle\x12\x19\n" +
+	"\binit_pid\x18\x03 \x01(\x05R\ainitPid\x1aA\n" +
 	"\x13NamespacePathsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
@@ -1703,7 +1853,18 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x06output\"D\n" +
 	"\bExecExit\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x12\x1b\n" +
-	"\ttimed_out\x18\x02 \x01(\bR\btimedOut2\xfc\x06\n" +
+	"\ttimed_out\x18\x02 \x01(\bR\btimedOut\"\xe3\x01\n" +
+	"\x14CreateCommandRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x02 \x01(\tR\tsandboxId\x12:\n" +
+	"\aoptions\x18\x03 \x01(\v2 .berth.runtime.v1.RuntimeOptionsR\aoptions\x12\x16\n" +
+	"\x06bundle\x18\x04 \x01(\tR\x06bundle\x12\x1a\n" +
+	"\bterminal\x18\x05 \x01(\bR\bterminal\x12\x19\n" +
+	"\bpid_file\x18\x06 \x01(\tR\apidFile\"=\n" +
+	"\x15CreateCommandResponse\x12\x12\n" +
+	"\x04argv\x18\x01 \x03(\tR\x04argv\x12\x10\n" +
+	"\x03env\x18\x02 \x03(\tR\x03env2\xde\a\n" +
 	"\aRuntime\x12`\n" +
 	"\rCreateSandbox\x12&.berth.runtime.v1.CreateSandboxRequest\x1a'.berth.runtime.v1.CreateSandboxResponse\x12Z\n" +
 	"\vStopSandbox\x12$.berth.runtime.v1.StopSandboxRequest\x1a%.berth.runtime.v1.StopSandboxResponse\x12`\n" +
@@ -1714,7 +1875,8 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x06Delete\x12\x1f.berth.runtime.v1.DeleteRequest\x1a .berth.runtime.v1.DeleteResponse\x12H\n" +
 	"\x05State\x12\x1e.berth.runtime.v1.StateRequest\x1a\x1f.berth.runtime.v1.StateResponse\x12K\n" +
 	"\x06Update\x12\x1f.berth.runtime.v1.UpdateRequest\x1a .berth.runtime.v1.UpdateResponse\x12H\n" +
-	"\x05Stats\x12\x1e.berth.runtime.v1.StatsRequest\x1a\x1f.berth.runtime.v1.StatsResponse\x12E\n" +
+	"\x05Stats\x12\x1e.berth.runtime.v1.StatsRequest\x1a\x1f.berth.runtime.v1.StatsResponse\x12`\n" +
+	"\rCreateCommand\x12&.berth.runtime.v1.CreateCommandRequest\x1a'.berth.runtime.v1.CreateCommandResponse\x12E\n" +
 	"\x04Exec\x12\x1b.berth.runtime.v1.ExecInput\x1a\x1c.berth.runtime.v1.ExecOutput(\x010\x01B;Z9github.com/berth-cri/berth/sdk/proto/runtime/v1;runtimev1b\x06proto3"
 
 var (
@@ -1729,7 +1891,7 @@ func file_proto_runtime_v1_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_runtime_v1_runtime_proto_rawDescData
 }
 
-var file_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(*RuntimeOptions)(nil),        // 0: berth.runtime.v1.RuntimeOptions
 	(*CreateSandboxRequest)(nil),  // 1: berth.runtime.v1.CreateSandboxRequest
@@ -1757,14 +1919,16 @@ var file_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(*TerminalSize)(nil),          // 23: berth.runtime.v1.TerminalSize
 	(*ExecOutput)(nil),            // 24: berth.runtime.v1.ExecOutput
 	(*ExecExit)(nil),              // 25: berth.runtime.v1.ExecExit
-	nil,                           // 26: berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
-	nil,                           // 27: berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
-	nil,                           // 28: berth.runtime.v1.StateResponse.AnnotationsEntry
+	(*CreateCommandRequest)(nil),  // 26: berth.runtime.v1.CreateCommandRequest
+	(*CreateCommandResponse)(nil), // 27: berth.runtime.v1.CreateCommandResponse
+	nil,                           // 28: berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
+	nil,                           // 29: berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
+	nil,                           // 30: berth.runtime.v1.StateResponse.AnnotationsEntry
 }
 var file_proto_runtime_v1_runtime_proto_depIdxs = []int32{
 	0,  // 0: berth.runtime.v1.CreateSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	26, // 1: berth.runtime.v1.CreateSandboxRequest.annotations:type_name -> berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
-	27, // 2: berth.runtime.v1.CreateSandboxResponse.namespace_paths:type_name -> berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
+	28, // 1: berth.runtime.v1.CreateSandboxRequest.annotations:type_name -> berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
+	29, // 2: berth.runtime.v1.CreateSandboxResponse.namespace_paths:type_name -> berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
 	0,  // 3: berth.runtime.v1.StopSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 4: berth.runtime.v1.RemoveSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 5: berth.runtime.v1.CreateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
@@ -1772,40 +1936,43 @@ var file_proto_runtime_v1_runtime_proto_depIdxs = []int32{
 	0,  // 7: berth.runtime.v1.KillRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 8: berth.runtime.v1.DeleteRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 9: berth.runtime.v1.StateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	28, // 10: berth.runtime.v1.StateResponse.annotations:type_name -> berth.runtime.v1.StateResponse.AnnotationsEntry
+	30, // 10: berth.runtime.v1.StateResponse.annotations:type_name -> berth.runtime.v1.StateResponse.AnnotationsEntry
 	0,  // 11: berth.runtime.v1.UpdateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 12: berth.runtime.v1.StatsRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	22, // 13: berth.runtime.v1.ExecInput.start:type_name -> berth.runtime.v1.ExecStart
 	23, // 14: berth.runtime.v1.ExecInput.resize:type_name -> berth.runtime.v1.TerminalSize
 	0,  // 15: berth.runtime.v1.ExecStart.options:type_name -> berth.runtime.v1.RuntimeOptions
 	25, // 16: berth.runtime.v1.ExecOutput.exit:type_name -> berth.runtime.v1.ExecExit
-	1,  // 17: berth.runtime.v1.Runtime.CreateSandbox:input_type -> berth.runtime.v1.CreateSandboxRequest
-	3,  // 18: berth.runtime.v1.Runtime.StopSandbox:input_type -> berth.runtime.v1.StopSandboxRequest
-	5,  // 19: berth.runtime.v1.Runtime.RemoveSandbox:input_type -> berth.runtime.v1.RemoveSandboxRequest
-	7,  // 20: berth.runtime.v1.Runtime.Create:input_type -> berth.runtime.v1.CreateRequest
-	9,  // 21: berth.runtime.v1.Runtime.Start:input_type -> berth.runtime.v1.StartRequest
-	11, // 22: berth.runtime.v1.Runtime.Kill:input_type -> berth.runtime.v1.KillRequest
-	13, // 23: berth.runtime.v1.Runtime.Delete:input_type -> berth.runtime.v1.DeleteRequest
-	15, // 24: berth.runtime.v1.Runtime.State:input_type -> berth.runtime.v1.StateRequest
-	17, // 25: berth.runtime.v1.Runtime.Update:input_type -> berth.runtime.v1.UpdateRequest
-	19, // 26: berth.runtime.v1.Runtime.Stats:input_type -> berth.runtime.v1.StatsRequest
-	21, // 27: berth.runtime.v1.Runtime.Exec:input_type -> berth.runtime.v1.ExecInput
-	2,  // 28: berth.runtime.v1.Runtime.CreateSandbox:output_type -> berth.runtime.v1.CreateSandboxResponse
-	4,  // 29: berth.runtime.v1.Runtime.StopSandbox:output_type -> berth.runtime.v1.StopSandboxResponse
-	6,  // 30: berth.runtime.v1.Runtime.RemoveSandbox:output_type -> berth.runtime.v1.RemoveSandboxResponse
-	8,  // 31: berth.runtime.v1.Runtime.Create:output_type -> berth.runtime.v1.CreateResponse
-	10, // 32: berth.runtime.v1.Runtime.Start:output_type -> berth.runtime.v1.StartResponse
-	12, // 33: berth.runtime.v1.Runtime.Kill:output_type -> berth.runtime.v1.KillResponse
-	14, // 34: berth.runtime.v1.Runtime.Delete:output_type -> berth.runtime.v1.DeleteResponse
-	16, // 35: berth.runtime.v1.Runtime.State:output_type -> berth.runtime.v1.StateResponse
-	18, // 36: berth.runtime.v1.Runtime.Update:output_type -> berth.runtime.v1.UpdateResponse
-	20, // 37: berth.runtime.v1.Runtime.Stats:output_type -> berth.runtime.v1.StatsResponse
-	24, // 38: berth.runtime.v1.Runtime.Exec:output_type -> berth.runtime.v1.ExecOutput
-	28, // [28:39] is the sub-list for method output_type
-	17, // [17:28] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	0,  // 17: berth.runtime.v1.CreateCommandRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
+	1,  // 18: berth.runtime.v1.Runtime.CreateSandbox:input_type -> berth.runtime.v1.CreateSandboxRequest
+	3,  // 19: berth.runtime.v1.Runtime.StopSandbox:input_type -> berth.runtime.v1.StopSandboxRequest
+	5,  // 20: berth.runtime.v1.Runtime.RemoveSandbox:input_type -> berth.runtime.v1.RemoveSandboxRequest
+	7,  // 21: berth.runtime.v1.Runtime.Create:input_type -> berth.runtime.v1.CreateRequest
+	9,  // 22: berth.runtime.v1.Runtime.Start:input_type -> berth.runtime.v1.StartRequest
+	11, // 23: berth.runtime.v1.Runtime.Kill:input_type -> berth.runtime.v1.KillRequest
+	13, // 24: berth.runtime.v1.Runtime.Delete:input_type -> berth.runtime.v1.DeleteRequest
+	15, // 25: berth.runtime.v1.Runtime.State:input_type -> berth.runtime.v1.StateRequest
+	17, // 26: berth.runtime.v1.Runtime.Update:input_type -> berth.runtime.v1.UpdateRequest
+	19, // 27: berth.runtime.v1.Runtime.Stats:input_type -> berth.runtime.v1.StatsRequest
+	26, // 28: berth.runtime.v1.Runtime.CreateCommand:input_type -> berth.runtime.v1.CreateCommandRequest
+	21, // 29: berth.runtime.v1.Runtime.Exec:input_type -> berth.runtime.v1.ExecInput
+	2,  // 30: berth.runtime.v1.Runtime.CreateSandbox:output_type -> berth.runtime.v1.CreateSandboxResponse
+	4,  // 31: berth.runtime.v1.Runtime.StopSandbox:output_type -> berth.runtime.v1.StopSandboxResponse
+	6,  // 32: berth.runtime.v1.Runtime.RemoveSandbox:output_type -> berth.runtime.v1.RemoveSandboxResponse
+	8,  // 33: berth.runtime.v1.Runtime.Create:output_type -> berth.runtime.v1.CreateResponse
+	10, // 34: berth.runtime.v1.Runtime.Start:output_type -> berth.runtime.v1.StartResponse
+	12, // 35: berth.runtime.v1.Runtime.Kill:output_type -> berth.runtime.v1.KillResponse
+	14, // 36: berth.runtime.v1.Runtime.Delete:output_type -> berth.runtime.v1.DeleteResponse
+	16, // 37: berth.runtime.v1.Runtime.State:output_type -> berth.runtime.v1.StateResponse
+	18, // 38: berth.runtime.v1.Runtime.Update:output_type -> berth.runtime.v1.UpdateResponse
+	20, // 39: berth.runtime.v1.Runtime.Stats:output_type -> berth.runtime.v1.StatsResponse
+	27, // 40: berth.runtime.v1.Runtime.CreateCommand:output_type -> berth.runtime.v1.CreateCommandResponse
+	24, // 41: berth.runtime.v1.Runtime.Exec:output_type -> berth.runtime.v1.ExecOutput
+	30, // [30:42] is the sub-list for method output_type
+	18, // [18:30] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_proto_runtime_v1_runtime_proto_init() }
@@ -1830,7 +1997,7 @@ func file_proto_runtime_v1_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_runtime_v1_runtime_proto_rawDesc), len(file_proto_runtime_v1_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

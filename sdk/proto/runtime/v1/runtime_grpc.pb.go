@@ -37,6 +37,7 @@ const (
 	Runtime_State_FullMethodName         = "/berth.runtime.v1.Runtime/State"
 	Runtime_Update_FullMethodName        = "/berth.runtime.v1.Runtime/Update"
 	Runtime_Stats_FullMethodName         = "/berth.runtime.v1.Runtime/Stats"
+	Runtime_CreateCommand_FullMethodName = "/berth.runtime.v1.Runtime/CreateCommand"
 	Runtime_Exec_FullMethodName          = "/berth.runtime.v1.Runtime/Exec"
 )
 
@@ -61,6 +62,12 @@ type RuntimeClient interface {
 	// Update changes the container's Linux resources.
 	Update(ctx context.Context, in *UpdateRequest, opts ...grpc.CallOption) (*UpdateResponse, error)
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
+	// CreateCommand returns the command that creates a container from its
+	// bundle, for the monitor to run: the monitor becomes the parent of the
+	// container's init (to collect its exit status) and owns its stdio. The
+	// command must exit once the container is created, having written the
+	// init's PID to pid_file.
+	CreateCommand(ctx context.Context, in *CreateCommandRequest, opts ...grpc.CallOption) (*CreateCommandResponse, error)
 	// Exec runs a process in a running container. The first client message
 	// carries the process; later ones carry stdin and terminal resizes. The
 	// server streams stdout, stderr and, last, the exit status.
@@ -175,6 +182,16 @@ func (c *runtimeClient) Stats(ctx context.Context, in *StatsRequest, opts ...grp
 	return out, nil
 }
 
+func (c *runtimeClient) CreateCommand(ctx context.Context, in *CreateCommandRequest, opts ...grpc.CallOption) (*CreateCommandResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateCommandResponse)
+	err := c.cc.Invoke(ctx, Runtime_CreateCommand_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *runtimeClient) Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Runtime_ServiceDesc.Streams[0], Runtime_Exec_FullMethodName, cOpts...)
@@ -209,6 +226,12 @@ type RuntimeServer interface {
 	// Update changes the container's Linux resources.
 	Update(context.Context, *UpdateRequest) (*UpdateResponse, error)
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
+	// CreateCommand returns the command that creates a container from its
+	// bundle, for the monitor to run: the monitor becomes the parent of the
+	// container's init (to collect its exit status) and owns its stdio. The
+	// command must exit once the container is created, having written the
+	// init's PID to pid_file.
+	CreateCommand(context.Context, *CreateCommandRequest) (*CreateCommandResponse, error)
 	// Exec runs a process in a running container. The first client message
 	// carries the process; later ones carry stdin and terminal resizes. The
 	// server streams stdout, stderr and, last, the exit status.
@@ -252,6 +275,9 @@ func (UnimplementedRuntimeServer) Update(context.Context, *UpdateRequest) (*Upda
 }
 func (UnimplementedRuntimeServer) Stats(context.Context, *StatsRequest) (*StatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
+}
+func (UnimplementedRuntimeServer) CreateCommand(context.Context, *CreateCommandRequest) (*CreateCommandResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateCommand not implemented")
 }
 func (UnimplementedRuntimeServer) Exec(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error {
 	return status.Error(codes.Unimplemented, "method Exec not implemented")
@@ -457,6 +483,24 @@ func _Runtime_Stats_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Runtime_CreateCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateCommandRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuntimeServer).CreateCommand(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Runtime_CreateCommand_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuntimeServer).CreateCommand(ctx, req.(*CreateCommandRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Runtime_Exec_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(RuntimeServer).Exec(&grpc.GenericServerStream[ExecInput, ExecOutput]{ServerStream: stream})
 }
@@ -510,6 +554,10 @@ var Runtime_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Stats",
 			Handler:    _Runtime_Stats_Handler,
+		},
+		{
+			MethodName: "CreateCommand",
+			Handler:    _Runtime_CreateCommand_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
