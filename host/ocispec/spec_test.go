@@ -44,7 +44,9 @@ func base() Container {
 	}
 }
 
-func sc(c *Container) *runtimeapi.LinuxContainerSecurityContext { return c.Config.Linux.SecurityContext }
+func sc(c *Container) *runtimeapi.LinuxContainerSecurityContext {
+	return c.Config.Linux.SecurityContext
+}
 
 func i64(v int64) *runtimeapi.Int64Value { return &runtimeapi.Int64Value{Value: v} }
 
