@@ -7,4 +7,9 @@ import (
 	"github.com/berth-cri/berth/sdk"
 )
 
-func main() { sdk.ServeRuntime(runcplugin.New()) }
+func main() {
+	if runcplugin.MaybeRunSubcommand() {
+		return
+	}
+	sdk.ServeRuntime(runcplugin.New())
+}

@@ -2,10 +2,11 @@
 // OCI runtime binary with runc's command line (runsc), for the runtime
 // classes mapped to it.
 //
-// Status: the plugin starts, configures and reports health (is the runtime
-// binary there, and which version is it). The container RPCs come with the
-// pod lifecycle work and answer codes.Unimplemented until then; Info lists no
-// container capability, so the host refuses such calls itself.
+// Pods get pinned namespaces and, with a pod PID namespace, a small init of
+// Berth's own instead of an infra container (internal/sandbox). Containers
+// are created by the monitor running this plugin's create command (so the
+// monitor is the parent of the container's init), then started, signalled,
+// updated and deleted with the runtime binary (internal/ociruntime).
 package runcplugin
 
 import (
@@ -16,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/berth-cri/berth/internal/version"
+	"github.com/berth-cri/berth/plugins/runc/internal/sandbox"
 	"github.com/berth-cri/berth/sdk"
 	runtimev1 "github.com/berth-cri/berth/sdk/proto/runtime/v1"
 )
@@ -35,6 +37,7 @@ type Plugin struct {
 	binary  string // resolved path, "" when missing
 	version string
 	lookErr error
+	runDir  string
 }
 
 // New returns an unconfigured plugin.
@@ -55,7 +58,7 @@ func (p *Plugin) Info() sdk.Info {
 		Name:          "runc",
 		Kind:          sdk.KindRuntime,
 		PluginVersion: version.Version,
-		Capabilities:  []sdk.Capability{},
+		Capabilities:  []sdk.Capability{sdk.CapSandbox, sdk.CapContainers, sdk.CapUpdate, sdk.CapHostNamespaces, sdk.CapPrivileged},
 		Attributes:    attrs,
 	}
 }
@@ -70,6 +73,7 @@ func (p *Plugin) Configure(ctx context.Context, c sdk.Config) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cfg, p.binary, p.version, p.lookErr = cfg, path, ver, err
+	p.runDir = c.RunDir
 	return nil
 }
 
@@ -96,3 +100,8 @@ func probe(ctx context.Context, binary string) (string, string, error) {
 	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 	return path, first, nil
 }
+
+// MaybeRunSubcommand runs the helper modes of the plugin binary (the pod
+// init); it returns false when the binary was started as the plugin. Call it
+// first in main.
+func MaybeRunSubcommand() bool { return sandbox.MaybeRunInit() }

@@ -1,0 +1,232 @@
+// Package sandbox gives runc pods their namespaces without an infra
+// container: network, IPC and UTS namespaces are created on a locked OS
+// thread and pinned by bind mounts (what CRI-O's pinns does), and a pod
+// PID namespace is held by a small init of Berth's own that reaps zombies.
+package sandbox
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Namespace types that can be pinned.
+const (
+	NetNS = "net"
+	IPCNS = "ipc"
+	UTSNS = "uts"
+	PIDNS = "pid"
+)
+
+var cloneFlags = map[string]int{NetNS: unix.CLONE_NEWNET, IPCNS: unix.CLONE_NEWIPC, UTSNS: unix.CLONE_NEWUTS}
+
+// Pin creates the given namespaces (net, ipc, uts) and bind-mounts them as
+// files in dir, sets the hostname in the UTS namespace and brings loopback
+// up in the network namespace. It returns the pinned paths by type. On
+// error nothing is left pinned.
+func Pin(dir, hostname string, types []string) (map[string]string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pin dir: %w", err)
+	}
+	flags := 0
+	for _, t := range types {
+		f, ok := cloneFlags[t]
+		if !ok {
+			return nil, fmt.Errorf("cannot pin a %q namespace", t)
+		}
+		flags |= f
+	}
+	paths := map[string]string{}
+	if flags == 0 {
+		return paths, nil
+	}
+	type result struct {
+		paths map[string]string
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// This thread's namespaces change: it must never run another
+		// goroutine, so it is not unlocked and dies with this goroutine.
+		runtime.LockOSThread()
+		if err := unix.Unshare(flags); err != nil {
+			done <- result{err: fmt.Errorf("unshare: %w", err)}
+			return
+		}
+		if flags&unix.CLONE_NEWUTS != 0 && hostname != "" {
+			if err := unix.Sethostname([]byte(hostname)); err != nil {
+				done <- result{err: fmt.Errorf("sethostname: %w", err)}
+				return
+			}
+		}
+		if flags&unix.CLONE_NEWNET != 0 {
+			if err := loopbackUp(); err != nil {
+				done <- result{err: fmt.Errorf("loopback up: %w", err)}
+				return
+			}
+		}
+		tid := unix.Gettid()
+		pinned := map[string]string{}
+		for _, t := range types {
+			p := filepath.Join(dir, t)
+			if err := bindNS(fmt.Sprintf("/proc/self/task/%d/ns/%s", tid, t), p); err != nil {
+				Unpin(pinned)
+				done <- result{err: err}
+				return
+			}
+			pinned[t] = p
+		}
+		done <- result{paths: pinned}
+	}()
+	r := <-done
+	return r.paths, r.err
+}
+
+func bindNS(src, dst string) error {
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_RDONLY, 0o400)
+	if err != nil {
+		return fmt.Errorf("create pin file: %w", err)
+	}
+	f.Close()
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		os.Remove(dst)
+		return fmt.Errorf("pin %s: %w", src, err)
+	}
+	return nil
+}
+
+// PinPath bind-mounts an existing namespace file (for example the pod
+// init's /proc/PID/ns/pid) at dst.
+func PinPath(src, dst string) error { return bindNS(src, dst) }
+
+// Unpin unmounts and removes pinned namespace files; missing ones are fine.
+func Unpin(paths map[string]string) error {
+	var errs []error
+	for _, p := range paths {
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
+			continue
+		}
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// loopbackUp sets IFF_UP on lo in the calling thread's network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// InitArg is the argument that makes the plugin binary run as a pod init
+// (see MaybeRunInit), and SpawnArg the one that starts it detached.
+const (
+	InitArg  = "berth-pod-init"
+	SpawnArg = "berth-pod-init-spawn"
+)
+
+// StartInit starts a pod init in a new PID namespace, detached from the
+// plugin (double fork: its parent is the system's init, so it outlives
+// plugin restarts and is reaped by init), and returns its PID.
+func StartInit() (int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(self, SpawnArg)
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("start pod init: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("start pod init: bad pid %q", out)
+	}
+	return pid, nil
+}
+
+// MaybeRunInit runs the pod init or its spawner when the binary was started
+// as one; it returns false otherwise. Call it first in main.
+func MaybeRunInit() bool {
+	if len(os.Args) < 2 {
+		return false
+	}
+	switch os.Args[1] {
+	case SpawnArg:
+		self, _ := os.Executable()
+		cmd := exec.Command(self, InitArg)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
+		devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err == nil {
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
+		}
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(cmd.Process.Pid)
+		os.Exit(0)
+	case InitArg:
+		runInit()
+		os.Exit(0)
+	}
+	return false
+}
+
+// runInit is PID 1 of a pod PID namespace: it reaps every child and exits
+// on SIGTERM or SIGINT.
+func runInit() {
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT)
+	for s := range sigs {
+		if s != unix.SIGCHLD {
+			return
+		}
+		for {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+
+// InitAlive reports whether pid is a live pod init.
+func InitAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	sc := bufio.NewScanner(strings.NewReader(strings.ReplaceAll(string(b), "\x00", "\n")))
+	for sc.Scan() {
+		if sc.Text() == InitArg {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,229 @@
+package runcplugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/berth-cri/berth/plugins/runc/internal/ociruntime"
+	"github.com/berth-cri/berth/plugins/runc/internal/sandbox"
+	"github.com/berth-cri/berth/sdk"
+	runtimev1 "github.com/berth-cri/berth/sdk/proto/runtime/v1"
+)
+
+// classConfig is a runtime class's config table for this plugin.
+type classConfig struct {
+	Binary string `json:"binary"`
+}
+
+// runtimeFor resolves the OCI runtime a request's runtime class names.
+func (p *Plugin) runtimeFor(opts *runtimev1.RuntimeOptions) (*ociruntime.Runtime, error) {
+	p.mu.Lock()
+	binary, runDir := p.cfg.Binary, p.runDir
+	p.mu.Unlock()
+	var cc classConfig
+	if err := sdk.DecodeConfig(opts.GetConfigJson(), &cc); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "runtime class %q: %v", opts.GetHandler(), err)
+	}
+	if cc.Binary != "" {
+		binary = cc.Binary
+	}
+	path, err := exec.LookPath(binary)
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "runtime class %q: OCI runtime %q not found", opts.GetHandler(), binary)
+	}
+	return &ociruntime.Runtime{Binary: path, Root: filepath.Join(runDir, "state", filepath.Base(path))}, nil
+}
+
+func rpcErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	if errors.Is(err, ociruntime.ErrNotExist) {
+		return status.Error(codes.NotFound, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// sandboxHandle is what the host persists for a sandbox and hands back.
+type sandboxHandle struct {
+	Version    int               `json:"version"`
+	Dir        string            `json:"dir"`
+	Namespaces map[string]string `json:"namespaces"`
+	InitPID    int               `json:"init_pid,omitempty"`
+}
+
+// CreateSandbox pins the pod's new namespaces and starts the pod init when
+// the pod has its own PID namespace. spec_json is an OCI spec whose
+// linux.namespaces lists the namespaces the pod needs (paths empty) and
+// whose hostname is the pod's.
+func (p *Plugin) CreateSandbox(ctx context.Context, r *runtimev1.CreateSandboxRequest) (*runtimev1.CreateSandboxResponse, error) {
+	var spec specs.Spec
+	if err := json.Unmarshal(r.GetSpecJson(), &spec); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "spec_json: %v", err)
+	}
+	p.mu.Lock()
+	runDir := p.runDir
+	p.mu.Unlock()
+	dir := filepath.Join(runDir, "sandboxes", r.GetSandboxId())
+	var pin []string
+	wantPID := false
+	if spec.Linux != nil {
+		for _, ns := range spec.Linux.Namespaces {
+			switch ns.Type {
+			case specs.NetworkNamespace:
+				pin = append(pin, sandbox.NetNS)
+			case specs.IPCNamespace:
+				pin = append(pin, sandbox.IPCNS)
+			case specs.UTSNamespace:
+				pin = append(pin, sandbox.UTSNS)
+			case specs.PIDNamespace:
+				wantPID = true
+			}
+		}
+	}
+	paths, err := sandbox.Pin(dir, spec.Hostname, pin)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, status.Errorf(codes.Internal, "sandbox %s: %v", r.GetSandboxId(), err)
+	}
+	h := sandboxHandle{Version: 1, Dir: dir, Namespaces: paths}
+	if wantPID {
+		pid, err := sandbox.StartInit()
+		if err == nil {
+			err = sandbox.PinPath(fmt.Sprintf("/proc/%d/ns/pid", pid), filepath.Join(dir, sandbox.PIDNS))
+			if err != nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if err != nil {
+			sandbox.Unpin(paths)
+			os.RemoveAll(dir)
+			return nil, status.Errorf(codes.Internal, "sandbox %s: pod init: %v", r.GetSandboxId(), err)
+		}
+		h.InitPID = pid
+		h.Namespaces[sandbox.PIDNS] = filepath.Join(dir, sandbox.PIDNS)
+	}
+	handle, _ := json.Marshal(h)
+	return &runtimev1.CreateSandboxResponse{NamespacePaths: h.Namespaces, Handle: handle, InitPid: int32(h.InitPID)}, nil
+}
+
+func decodeHandle(b []byte) (*sandboxHandle, error) {
+	var h sandboxHandle
+	if err := json.Unmarshal(b, &h); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "handle: %v", err)
+	}
+	return &h, nil
+}
+
+// StopSandbox stops the pod init, which ends every process of the pod's
+// PID namespace. Idempotent.
+func (p *Plugin) StopSandbox(ctx context.Context, r *runtimev1.StopSandboxRequest) (*runtimev1.StopSandboxResponse, error) {
+	h, err := decodeHandle(r.GetHandle())
+	if err != nil {
+		return nil, err
+	}
+	if h.InitPID > 0 && sandbox.InitAlive(h.InitPID) {
+		_ = syscall.Kill(h.InitPID, syscall.SIGKILL)
+		for i := 0; i < 100 && sandbox.InitAlive(h.InitPID); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return &runtimev1.StopSandboxResponse{}, nil
+}
+
+// RemoveSandbox unpins the namespaces and removes the sandbox directory.
+// Idempotent.
+func (p *Plugin) RemoveSandbox(ctx context.Context, r *runtimev1.RemoveSandboxRequest) (*runtimev1.RemoveSandboxResponse, error) {
+	h, err := decodeHandle(r.GetHandle())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.StopSandbox(ctx, &runtimev1.StopSandboxRequest{SandboxId: r.GetSandboxId(), Handle: r.GetHandle()}); err != nil {
+		return nil, err
+	}
+	if err := sandbox.Unpin(h.Namespaces); err != nil {
+		return nil, status.Errorf(codes.Internal, "sandbox %s: %v", r.GetSandboxId(), err)
+	}
+	if err := os.RemoveAll(h.Dir); err != nil {
+		return nil, status.Errorf(codes.Internal, "sandbox %s: %v", r.GetSandboxId(), err)
+	}
+	return &runtimev1.RemoveSandboxResponse{}, nil
+}
+
+// CreateCommand returns the runtime's create command for the monitor.
+func (p *Plugin) CreateCommand(ctx context.Context, r *runtimev1.CreateCommandRequest) (*runtimev1.CreateCommandResponse, error) {
+	if r.GetTerminal() {
+		return nil, status.Error(codes.Unimplemented, "terminals are not supported yet")
+	}
+	if !filepath.IsAbs(r.GetBundle()) || !filepath.IsAbs(r.GetPidFile()) {
+		return nil, status.Error(codes.InvalidArgument, "bundle and pid_file must be absolute paths")
+	}
+	rt, err := p.runtimeFor(r.GetOptions())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimev1.CreateCommandResponse{Argv: rt.CreateArgv(r.GetContainerId(), r.GetBundle(), r.GetPidFile())}, nil
+}
+
+// Start implements runtimev1.RuntimeServer.
+func (p *Plugin) Start(ctx context.Context, r *runtimev1.StartRequest) (*runtimev1.StartResponse, error) {
+	rt, err := p.runtimeFor(r.GetOptions())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimev1.StartResponse{}, rpcErr(rt.Start(ctx, r.GetContainerId()))
+}
+
+// Kill implements runtimev1.RuntimeServer.
+func (p *Plugin) Kill(ctx context.Context, r *runtimev1.KillRequest) (*runtimev1.KillResponse, error) {
+	rt, err := p.runtimeFor(r.GetOptions())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimev1.KillResponse{}, rpcErr(rt.Kill(ctx, r.GetContainerId(), syscall.Signal(r.GetSignal()), r.GetAll()))
+}
+
+// Delete implements runtimev1.RuntimeServer.
+func (p *Plugin) Delete(ctx context.Context, r *runtimev1.DeleteRequest) (*runtimev1.DeleteResponse, error) {
+	rt, err := p.runtimeFor(r.GetOptions())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimev1.DeleteResponse{}, rpcErr(rt.Delete(ctx, r.GetContainerId()))
+}
+
+// State implements runtimev1.RuntimeServer.
+func (p *Plugin) State(ctx context.Context, r *runtimev1.StateRequest) (*runtimev1.StateResponse, error) {
+	rt, err := p.runtimeFor(r.GetOptions())
+	if err != nil {
+		return nil, err
+	}
+	st, err := rt.State(ctx, r.GetContainerId())
+	if err != nil {
+		return nil, rpcErr(err)
+	}
+	return &runtimev1.StateResponse{Status: st.Status, Pid: int32(st.Pid), Bundle: st.Bundle, Annotations: st.Annotations}, nil
+}
+
+// Update implements runtimev1.RuntimeServer.
+func (p *Plugin) Update(ctx context.Context, r *runtimev1.UpdateRequest) (*runtimev1.UpdateResponse, error) {
+	rt, err := p.runtimeFor(r.GetOptions())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimev1.UpdateResponse{}, rpcErr(rt.Update(ctx, r.GetContainerId(), r.GetResourcesJson()))
+}
