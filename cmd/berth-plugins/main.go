@@ -37,7 +37,7 @@ var plugins = map[string]func(){
 func main() {
 	// containers/storage re-executes this binary for some layer operations;
 	// this must come first.
-	if reexec.Init() || runcplugin.MaybeRunSubcommand() {
+	if reexec.Init() || runcplugin.MaybeRunSubcommand() || monitorplugin.MaybeRunSubcommand() {
 		return
 	}
 	name := filepath.Base(os.Args[0])

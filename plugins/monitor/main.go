@@ -6,4 +6,9 @@ import (
 	"github.com/berth-cri/berth/sdk"
 )
 
-func main() { sdk.ServeMonitor(monitorplugin.New()) }
+func main() {
+	if monitorplugin.MaybeRunSubcommand() {
+		return
+	}
+	sdk.ServeMonitor(monitorplugin.New())
+}

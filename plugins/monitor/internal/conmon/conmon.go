@@ -1,0 +1,371 @@
+// Package conmon is the per-container supervisor of the monitor plugin, what
+// conmon is to CRI-O: one small process per container, detached from every
+// plugin and from the host, which
+//
+//   - runs the runtime's create command as the container's parent (it is a
+//     child subreaper, so the container's init becomes its child),
+//   - owns the container's stdout and stderr and writes them to the CRI log
+//     (`<RFC3339Nano> <stdout|stderr> <P|F> <line>`, long lines split and
+//     marked P), reopening the file on SIGUSR1,
+//   - records the exit code, the exit time and whether the kernel OOM-killed
+//     the container in an exit file, durably (write, fsync, rename),
+//
+// and exits when the container has exited. Its state lives in one directory
+// per container:
+//
+//	conmon.pid   the supervisor's PID
+//	pid          the container init's PID, once created
+//	create.err   why the create command failed, if it did
+//	exit         {"exit_code":…, "exited_at":…, "oom_killed":…} once exited
+package conmon
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Exit is the content of the exit file.
+type Exit struct {
+	ExitCode  int32 `json:"exit_code"`
+	ExitedAt  int64 `json:"exited_at"` // unix nanoseconds
+	OOMKilled bool  `json:"oom_killed"`
+}
+
+// Files in a container's directory.
+const (
+	FileConmonPID = "conmon.pid"
+	FilePID       = "pid"
+	FileCreateErr = "create.err"
+	FileExit      = "exit"
+	FileInitPID   = "init.pid" // written by the runtime's create command
+)
+
+// Arg makes the monitor binary run as a supervisor (see MaybeRun).
+const (
+	Arg      = "berth-conmon"
+	SpawnArg = "berth-conmon-spawn"
+)
+
+// Options configure one supervisor.
+type Options struct {
+	Dir     string   // the container's state directory
+	LogPath string   // CRI log file
+	PIDFile string   // where the create command writes the init's PID (default Dir/init.pid)
+	Argv    []string // the runtime's create command
+	Env     []string
+}
+
+// Spawn starts a detached supervisor (double fork: it outlives the calling
+// plugin and is reaped by the system's init) and returns its PID.
+func Spawn(o Options) (int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	enc, err := json.Marshal(o)
+	if err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(self, SpawnArg)
+	cmd.Stdin = bytes.NewReader(enc)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return 0, fmt.Errorf("spawn supervisor: %w: %s", err, ee.Stderr)
+		}
+		return 0, fmt.Errorf("spawn supervisor: %w", err)
+	}
+	return strconv.Atoi(strings.TrimSpace(string(out)))
+}
+
+// MaybeRun runs the supervisor or its spawner when the binary was started as
+// one; it returns false otherwise. Call it first in main.
+func MaybeRun() bool {
+	if len(os.Args) < 2 {
+		return false
+	}
+	switch os.Args[1] {
+	case SpawnArg:
+		opts, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			os.Exit(1)
+		}
+		self, _ := os.Executable()
+		cmd := exec.Command(self, Arg)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		// Hand the options over completely before exiting: a plain
+		// cmd.Stdin would be copied by a goroutine that os.Exit cuts short.
+		in, err := cmd.StdinPipe()
+		if err == nil {
+			err = cmd.Start()
+		}
+		if err == nil {
+			_, err = in.Write(opts)
+		}
+		if err == nil {
+			err = in.Close()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			if cmd.Process != nil {
+				cmd.Process.Kill()
+			}
+			os.Exit(1)
+		}
+		fmt.Println(cmd.Process.Pid)
+		os.Exit(0)
+	case Arg:
+		var o Options
+		if err := json.NewDecoder(os.Stdin).Decode(&o); err != nil {
+			os.Exit(2)
+		}
+		os.Exit(run(o))
+	}
+	return false
+}
+
+// writeFileAtomic writes, fsyncs and renames, so readers see all or nothing.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func run(o Options) int {
+	// Detach stdio from whoever spawned us.
+	if devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
+		unix.Dup2(int(devnull.Fd()), 0)
+		unix.Dup2(int(devnull.Fd()), 1)
+		unix.Dup2(int(devnull.Fd()), 2)
+	}
+	_ = writeFileAtomic(filepath.Join(o.Dir, FileConmonPID), []byte(strconv.Itoa(os.Getpid())))
+	fail := func(msg string) int {
+		_ = writeFileAtomic(filepath.Join(o.Dir, FileCreateErr), []byte(msg))
+		return 1
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fail("set child subreaper: " + err.Error())
+	}
+	// Reap children ourselves, from one place.
+	sigchld := make(chan os.Signal, 64)
+	signal.Notify(sigchld, unix.SIGCHLD)
+	reopen := make(chan os.Signal, 1)
+	signal.Notify(reopen, unix.SIGUSR1)
+	signal.Ignore(unix.SIGPIPE, unix.SIGHUP, unix.SIGINT, unix.SIGTERM)
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return fail(err.Error())
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return fail(err.Error())
+	}
+	devnull, _ := os.Open(os.DevNull)
+	if len(o.Argv) == 0 {
+		return fail("no create command")
+	}
+	cmd := exec.Command(o.Argv[0], o.Argv[1:]...)
+	cmd.Env = append(os.Environ(), o.Env...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, outW, errW
+	if err := cmd.Start(); err != nil {
+		return fail("start create command: " + err.Error())
+	}
+	createPID := cmd.Process.Pid
+	outW.Close()
+	errW.Close()
+	// Wait for the create command itself (not cmd.Wait: we reap ourselves).
+	createStatus, err := waitPID(createPID, sigchld)
+	if err != nil || createStatus.ExitStatus() != 0 {
+		// The container never started: what runc said is in the pipes.
+		b, _ := io.ReadAll(io.MultiReader(errR, outR))
+		msg := strings.TrimSpace(string(b))
+		if msg == "" {
+			msg = fmt.Sprintf("create command exited with %v", createStatus)
+		}
+		return fail(msg)
+	}
+	pidFile := o.PIDFile
+	if pidFile == "" {
+		pidFile = filepath.Join(o.Dir, FileInitPID)
+	}
+	pidBytes, err := os.ReadFile(pidFile)
+	if err != nil {
+		return fail("read the container's pid: " + err.Error())
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(pidBytes)))
+	if err != nil || pid <= 0 {
+		return fail("bad container pid " + string(pidBytes))
+	}
+	oomBefore, oomFile := oomKills(pid)
+	log, err := newLogWriter(o.LogPath)
+	if err != nil {
+		return fail("open log: " + err.Error())
+	}
+	if err := writeFileAtomic(filepath.Join(o.Dir, FilePID), []byte(strconv.Itoa(pid))); err != nil {
+		return fail(err.Error())
+	}
+	var wg sync.WaitGroup
+	for _, s := range []struct {
+		r    io.Reader
+		name string
+	}{{outR, "stdout"}, {errR, "stderr"}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			log.copy(s.r, s.name)
+		}()
+	}
+	go func() {
+		for range reopen {
+			log.reopen()
+		}
+	}()
+
+	status, _ := waitPID(pid, sigchld)
+	exitedAt := time.Now()
+	code := int32(status.ExitStatus())
+	if status.Signaled() {
+		code = 128 + int32(status.Signal())
+	}
+	oom := oomFile != "" && oomCount(oomFile) > oomBefore
+	// Drain what the container wrote; processes it left behind may hold the
+	// pipes, so do not wait forever.
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(2 * time.Second):
+	}
+	log.close()
+	b, _ := json.Marshal(Exit{ExitCode: code, ExitedAt: exitedAt.UnixNano(), OOMKilled: oom})
+	if err := writeFileAtomic(filepath.Join(o.Dir, FileExit), b); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// waitPID reaps children until pid exits, returning its status. Other
+// children (orphans reparented to us) are reaped on the way.
+func waitPID(pid int, sigchld <-chan os.Signal) (unix.WaitStatus, error) {
+	for {
+		for {
+			var ws unix.WaitStatus
+			got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return 0, err
+			}
+			if got <= 0 {
+				break
+			}
+			if got == pid {
+				return ws, nil
+			}
+		}
+		select {
+		case <-sigchld:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// oomKills returns the container cgroup's OOM kill count and the file it
+// was read from (memory.oom_control on cgroup v1, memory.events on v2).
+func oomKills(pid int) (int, string) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return 0, ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var f string
+		switch {
+		case strings.Contains(","+parts[1]+",", ",memory,"):
+			f = filepath.Join("/sys/fs/cgroup/memory", parts[2], "memory.oom_control")
+		case parts[0] == "0" && parts[1] == "":
+			if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+				f = filepath.Join("/sys/fs/cgroup", parts[2], "memory.events")
+			}
+		}
+		if f != "" {
+			if _, err := os.Stat(f); err == nil {
+				return oomCount(f), f
+			}
+		}
+	}
+	return 0, ""
+}
+
+func oomCount(file string) int {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "oom_kill" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
+}
+
+// ReadExit reads a container's exit file; nil when it has not exited.
+func ReadExit(dir string) (*Exit, error) {
+	b, err := os.ReadFile(filepath.Join(dir, FileExit))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var e Exit
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
