@@ -17,6 +17,7 @@ import (
 	"github.com/berth-cri/berth/host/cri"
 	"github.com/berth-cri/berth/host/logging"
 	"github.com/berth-cri/berth/host/plugins"
+	"github.com/berth-cri/berth/host/state"
 	"github.com/berth-cri/berth/internal/version"
 	"github.com/berth-cri/berth/sdk"
 )
@@ -53,6 +54,12 @@ func cmdServe(args []string) error {
 		return fmt.Errorf("another berth is running with runroot %s: %w", cfg.Host.RunRoot, err)
 	}
 
+	store, err := state.Open(filepath.Join(cfg.Host.Root, "berth.db"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
 	mgr := plugins.New(cfg, log)
 	if err := mgr.Start(context.Background()); err != nil {
 		// Keep serving: the plugin is retried in the background and Status
@@ -71,7 +78,7 @@ func cmdServe(args []string) error {
 		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log)),
 		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log)),
 	)
-	cri.New(cfg, mgr, log).Register(srv)
+	cri.New(cfg, mgr, store, log).Register(srv)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()

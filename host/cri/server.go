@@ -23,6 +23,7 @@ import (
 
 	"github.com/berth-cri/berth/host/config"
 	"github.com/berth-cri/berth/host/plugins"
+	"github.com/berth-cri/berth/host/state"
 	"github.com/berth-cri/berth/internal/version"
 	"github.com/berth-cri/berth/sdk"
 )
@@ -37,12 +38,14 @@ type Server struct {
 
 	cfg     *config.Config
 	plugins *plugins.Manager
+	store   *state.Store
 	log     *slog.Logger
+	locks   keyedMutex
 }
 
-// New returns a CRI server backed by the plugin manager.
-func New(cfg *config.Config, mgr *plugins.Manager, log *slog.Logger) *Server {
-	return &Server{cfg: cfg, plugins: mgr, log: log}
+// New returns a CRI server backed by the plugin manager and the state store.
+func New(cfg *config.Config, mgr *plugins.Manager, store *state.Store, log *slog.Logger) *Server {
+	return &Server{cfg: cfg, plugins: mgr, store: store, log: log}
 }
 
 // Register adds both CRI services to a gRPC server.

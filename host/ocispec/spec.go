@@ -168,7 +168,8 @@ func Build(c Container) (*specs.Spec, error) {
 				Bounding: caps, Effective: caps, Permitted: caps, Inheritable: nil, Ambient: intersect(ambient, caps),
 			},
 			NoNewPrivileges: sc.GetNoNewPrivs(),
-			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1048576, Soft: 1048576}},
+			// No rlimits: the container inherits the runtime's, which this
+			// node may not raise (raising needs CAP_SYS_RESOURCE).
 		},
 		Annotations: map[string]string{},
 		Linux: &specs.Linux{

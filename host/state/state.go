@@ -67,6 +67,7 @@ type Container struct {
 	LogPath    string          `json:"log_path,omitempty"`
 	PID        int             `json:"pid,omitempty"`
 	Bundle     string          `json:"bundle,omitempty"`
+	StopSignal int             `json:"stop_signal,omitempty"`
 }
 
 var (
