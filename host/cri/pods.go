@@ -214,11 +214,14 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 
 func nowNano() int64 { return timeNow().UnixNano() }
 
+// podHostname is the pod's hostname, or the node's when the pod names
+// none, as CRI-O and containerd do.
 func podHostname(cfg *runtimeapi.PodSandboxConfig) string {
 	if h := cfg.GetHostname(); h != "" {
 		return h
 	}
-	return cfg.GetMetadata().GetName()
+	h, _ := os.Hostname()
+	return h
 }
 
 // runtimeOptions encodes a runtime class's config for the runtime plugin.
