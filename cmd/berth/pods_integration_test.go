@@ -190,6 +190,29 @@ func TestIntegrationPodLifecycle(t *testing.T) {
 		t.Errorf("missing metadata name: %v", err)
 	}
 
+	// ExecSync: output, exit code, and a timeout that leaves nothing behind.
+	c3, err := rc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: pcfg,
+		Config: ctrConfig("exec", image, "sleep 300")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c3.ContainerId}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := rc.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: c3.ContainerId, Cmd: []string{"sh", "-c", "echo hi; echo there >&2; exit 7"}, Timeout: 10})
+	if err != nil || string(res.Stdout) != "hi\n" || string(res.Stderr) != "there\n" || res.ExitCode != 7 {
+		t.Errorf("ExecSync = %+v, %v", res, err)
+	}
+	start = time.Now()
+	_, err = rc.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: c3.ContainerId, Cmd: []string{"sh", "-c", "sleep 100; true"}, Timeout: 1})
+	if status.Code(err) != codes.DeadlineExceeded || time.Since(start) > 5*time.Second {
+		t.Errorf("ExecSync past its timeout: %v after %v", err, time.Since(start))
+	}
+	res, err = rc.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: c3.ContainerId, Cmd: []string{"ps", "-o", "pid,stat,comm"}, Timeout: 10})
+	if err != nil || strings.Count(string(res.Stdout), "sleep") != 1 { // the container's own sleep 300
+		t.Errorf("the timed-out command left processes:\n%s %v", res.GetStdout(), err)
+	}
+
 	// Stop and remove the pod with its containers; again is fine.
 	for i := 0; i < 2; i++ {
 		if _, err := rc.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {

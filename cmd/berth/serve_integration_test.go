@@ -187,8 +187,8 @@ func TestIntegrationServe(t *testing.T) {
 			t.Errorf("runtime handler %q missing from %v", h, st.GetRuntimeHandlers())
 		}
 	}
-	if _, err := client.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: "x"}); status.Code(err) != codes.Unimplemented {
-		t.Errorf("ExecSync: %v, want Unimplemented", err)
+	if _, err := client.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: "x"}); status.Code(err) != codes.Unimplemented {
+		t.Errorf("Attach: %v, want Unimplemented", err)
 	}
 
 	snaps := d.plugins()
