@@ -199,6 +199,26 @@ func TestIntegrationPodLifecycle(t *testing.T) {
 	if _, err := rc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c3.ContainerId}); err != nil {
 		t.Fatal(err)
 	}
+	// Stats and resource updates.
+	stats, err := rc.ContainerStats(ctx, &runtimeapi.ContainerStatsRequest{ContainerId: c3.ContainerId})
+	if err != nil || stats.Stats.GetMemory().GetWorkingSetBytes().GetValue() == 0 || stats.Stats.GetCpu().GetTimestamp() == 0 ||
+		stats.Stats.GetWritableLayer().GetInodesUsed() == nil {
+		t.Errorf("ContainerStats = %v, %v", stats, err)
+	}
+	if list, err := rc.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{Filter: &runtimeapi.ContainerStatsFilter{Id: c3.ContainerId}}); err != nil || len(list.Stats) != 1 {
+		t.Errorf("ListContainerStats = %v, %v", list, err)
+	}
+	if _, err := rc.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: c3.ContainerId,
+		Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuShares: 256}}); err != nil {
+		t.Errorf("UpdateContainerResources: %v", err)
+	}
+	if st, _ := rc.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: c3.ContainerId}); st.GetStatus().GetResources().GetLinux().GetMemoryLimitInBytes() != 64<<20 {
+		t.Errorf("resources after update: %v", st.GetStatus().GetResources())
+	}
+	if _, err := rc.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: c3.ContainerId,
+		Linux: &runtimeapi.LinuxContainerResources{CpuShares: -2}}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "linux.cpu_shares") {
+		t.Errorf("negative CPU shares: %v", err)
+	}
 	res, err := rc.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: c3.ContainerId, Cmd: []string{"sh", "-c", "echo hi; echo there >&2; exit 7"}, Timeout: 10})
 	if err != nil || string(res.Stdout) != "hi\n" || string(res.Stderr) != "there\n" || res.ExitCode != 7 {
 		t.Errorf("ExecSync = %+v, %v", res, err)

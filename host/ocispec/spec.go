@@ -194,6 +194,10 @@ func Build(c Container) (*specs.Spec, error) {
 	if err := namespaces(spec, sc.GetNamespaceOptions(), c.Pod); err != nil {
 		return nil, err
 	}
+	if _, private := hasNamespace(spec, specs.UTSNamespace); !private {
+		// The host's UTS namespace: its hostname is not ours to set.
+		spec.Hostname = ""
+	}
 	if err := security(spec, sc, privileged, caps, c.Host); err != nil {
 		return nil, err
 	}
@@ -518,4 +522,22 @@ func legacyProfile(s string) *runtimeapi.SecurityProfile {
 	default:
 		return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: s}
 	}
+}
+
+func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) (string, bool) {
+	for _, n := range spec.Linux.Namespaces {
+		if n.Type == t {
+			return n.Path, true
+		}
+	}
+	return "", false
+}
+
+// Resources translates CRI resources alone, for UpdateContainerResources.
+func Resources(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error) {
+	spec := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{Resources: &specs.LinuxResources{}}}
+	if err := resources(spec, r, -1000); err != nil {
+		return nil, err
+	}
+	return spec.Linux.Resources, nil
 }

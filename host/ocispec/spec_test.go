@@ -245,6 +245,9 @@ func TestBuild(t *testing.T) {
 					t.Errorf("%s namespace set for a host namespace", typ)
 				}
 			}
+			if s.Hostname != "" {
+				t.Errorf("hostname %q set in the host's UTS namespace", s.Hostname)
+			}
 		}},
 		{"container pid namespace", func(c *Container) {
 			sc(c).NamespaceOptions = &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}

@@ -227,3 +227,18 @@ func (p *Plugin) Update(ctx context.Context, r *runtimev1.UpdateRequest) (*runti
 	}
 	return &runtimev1.UpdateResponse{}, rpcErr(rt.Update(ctx, r.GetContainerId(), r.GetResourcesJson()))
 }
+
+// Stats implements runtimev1.RuntimeServer.
+func (p *Plugin) Stats(ctx context.Context, r *runtimev1.StatsRequest) (*runtimev1.StatsResponse, error) {
+	rt, err := p.runtimeFor(r.GetOptions())
+	if err != nil {
+		return nil, err
+	}
+	st, err := rt.Stats(ctx, r.GetContainerId())
+	if err != nil {
+		return nil, rpcErr(err)
+	}
+	return &runtimev1.StatsResponse{TimestampUnixNano: time.Now().UnixNano(), CpuUsageNanoCoresTotal: st.CPUTotalNanos,
+		MemoryWorkingSetBytes: st.MemoryWorkingSet, MemoryUsageBytes: st.MemoryUsage, MemoryRssBytes: st.MemoryRSS,
+		MemoryPageFaults: st.PageFaults, MemoryMajorPageFaults: st.MajorPageFaults, PidsCurrent: st.Pids}, nil
+}

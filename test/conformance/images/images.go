@@ -175,7 +175,7 @@ func Build(t ti.T, in Inputs) map[string]v1.Image {
 	}, ti.Dir("usr/"), ti.Dir("usr/local/"), ti.Dir("usr/local/apache2/"), ti.Dir("usr/local/apache2/bin/"),
 		exe("usr/local/apache2/bin/httpd", web, 0o755),
 		exe("usr/local/apache2/bin/httpd-foreground", []byte("#!/bin/sh\nexec /usr/local/apache2/bin/httpd \"$@\"\n"), 0o755))
-	nnp := busybox(v1.Config{}, ti.Dir("usr/"), ti.Dir("usr/local/"), ti.Dir("usr/local/bin/"),
+	nnp := busybox(v1.Config{Entrypoint: []string{"/usr/local/bin/nnp"}, Cmd: []string{}}, ti.Dir("usr/"), ti.Dir("usr/local/"), ti.Dir("usr/local/bin/"),
 		ti.File{Name: "usr/local/bin/nnp", Mode: 0o4755, Type: tar.TypeReg, Data: readFile(t, in.NNP)})
 
 	const k8s = "registry.k8s.io/e2e-test-images/"

@@ -116,3 +116,64 @@ func (r *Runtime) Update(ctx context.Context, id string, resourcesJSON []byte) e
 	}
 	return nil
 }
+
+// Stats is the part of `runtime events --stats` Berth reports.
+type Stats struct {
+	CPUTotalNanos    uint64
+	MemoryUsage      uint64
+	MemoryWorkingSet uint64
+	MemoryRSS        uint64
+	PageFaults       uint64
+	MajorPageFaults  uint64
+	Pids             uint64
+}
+
+// Stats reads the container's cgroup statistics.
+func (r *Runtime) Stats(ctx context.Context, id string) (*Stats, error) {
+	out, err := r.run(ctx, "events", "--stats", id)
+	if err != nil {
+		return nil, err
+	}
+	var ev struct {
+		Data struct {
+			CPU struct {
+				Usage struct {
+					Total uint64 `json:"total"`
+				} `json:"usage"`
+			} `json:"cpu"`
+			Memory struct {
+				Usage struct {
+					Usage uint64 `json:"usage"`
+				} `json:"usage"`
+				Stats map[string]uint64 `json:"stats"`
+			} `json:"memory"`
+			Pids struct {
+				Current uint64 `json:"current"`
+			} `json:"pids"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(out, &ev); err != nil {
+		return nil, fmt.Errorf("decode stats of %s: %w", id, err)
+	}
+	m := ev.Data.Memory
+	inactive := m.Stats["total_inactive_file"] // cgroup v1
+	if v, ok := m.Stats["inactive_file"]; ok && inactive == 0 {
+		inactive = v // cgroup v2
+	}
+	ws := m.Usage.Usage
+	if inactive < ws {
+		ws -= inactive
+	} else {
+		ws = 0
+	}
+	rss := m.Stats["total_rss"]
+	if rss == 0 {
+		rss = m.Stats["anon"]
+	}
+	pf, mpf := m.Stats["total_pgfault"], m.Stats["total_pgmajfault"]
+	if pf == 0 {
+		pf, mpf = m.Stats["pgfault"], m.Stats["pgmajfault"]
+	}
+	return &Stats{CPUTotalNanos: ev.Data.CPU.Usage.Total, MemoryUsage: m.Usage.Usage, MemoryWorkingSet: ws, MemoryRSS: rss,
+		PageFaults: pf, MajorPageFaults: mpf, Pids: ev.Data.Pids.Current}, nil
+}

@@ -1,0 +1,144 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/host/ocispec"
+	"github.com/berth-cri/berth/host/state"
+	"github.com/berth-cri/berth/sdk"
+	runtimev1 "github.com/berth-cri/berth/sdk/proto/runtime/v1"
+	storagev1 "github.com/berth-cri/berth/sdk/proto/storage/v1"
+)
+
+// containerStats gathers a container's CPU and memory (from the runtime's
+// view of its cgroup) and its writable layer's usage. A container whose
+// cgroup is gone (exited) reports attributes and timestamps only.
+func (s *Server) containerStats(ctx context.Context, c *state.Container, cfg *runtimeapi.ContainerConfig) *runtimeapi.ContainerStats {
+	now := nowNano()
+	out := &runtimeapi.ContainerStats{
+		Attributes: &runtimeapi.ContainerAttributes{Id: c.ID, Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations()},
+		Cpu:        &runtimeapi.CpuUsage{Timestamp: now},
+		Memory:     &runtimeapi.MemoryUsage{Timestamp: now},
+	}
+	if c.Phase == state.PhaseCreated || c.Phase == state.PhaseRunning {
+		if sb, _, err := s.sandbox(c.SandboxID); err == nil {
+			if rtc, opts, _, err := s.runtimeOf(sb); err == nil {
+				if st, err := rtc.Stats(ctx, &runtimev1.StatsRequest{ContainerId: c.ID, Options: opts}); err == nil {
+					out.Cpu = &runtimeapi.CpuUsage{Timestamp: st.GetTimestampUnixNano(), UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: st.GetCpuUsageNanoCoresTotal()}}
+					out.Memory = &runtimeapi.MemoryUsage{Timestamp: st.GetTimestampUnixNano(),
+						WorkingSetBytes: &runtimeapi.UInt64Value{Value: st.GetMemoryWorkingSetBytes()},
+						UsageBytes:      &runtimeapi.UInt64Value{Value: st.GetMemoryUsageBytes()},
+						RssBytes:        &runtimeapi.UInt64Value{Value: st.GetMemoryRssBytes()},
+						PageFaults:      &runtimeapi.UInt64Value{Value: st.GetMemoryPageFaults()},
+						MajorPageFaults: &runtimeapi.UInt64Value{Value: st.GetMemoryMajorPageFaults()}}
+				}
+			}
+		}
+	}
+	if st, err := s.rootfs(); err == nil {
+		if u, err := st.RootfsUsage(ctx, &storagev1.RootfsUsageRequest{ContainerId: c.ID}); err == nil {
+			out.WritableLayer = &runtimeapi.FilesystemUsage{Timestamp: u.GetUsage().GetTimestampUnixNano(),
+				FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: u.GetUsage().GetMountpoint()},
+				UsedBytes:  &runtimeapi.UInt64Value{Value: u.GetUsage().GetUsedBytes()},
+				InodesUsed: &runtimeapi.UInt64Value{Value: u.GetUsage().GetInodesUsed()}}
+		}
+	}
+	return out
+}
+
+// ContainerStats reports one container's resource usage.
+func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
+	c, cfg, err := s.container(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ContainerStatsResponse{Stats: s.containerStats(ctx, c, cfg)}, nil
+}
+
+// ListContainerStats reports the usage of the containers matching the filter.
+func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
+	f := req.GetFilter()
+	all, err := s.store.Containers("")
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	}
+	resp := &runtimeapi.ListContainerStatsResponse{}
+	for _, c := range all {
+		if c.Phase == state.PhaseCreating {
+			continue
+		}
+		if f.GetId() != "" && !strings.HasPrefix(c.ID, f.GetId()) {
+			continue
+		}
+		if f.GetPodSandboxId() != "" && !strings.HasPrefix(c.SandboxID, f.GetPodSandboxId()) {
+			continue
+		}
+		var cfg runtimeapi.ContainerConfig
+		if err := protojson.Unmarshal(c.Config, &cfg); err != nil {
+			continue
+		}
+		if !labelsMatch(cfg.GetLabels(), f.GetLabelSelector()) {
+			continue
+		}
+		s.refresh(ctx, c)
+		resp.Stats = append(resp.Stats, s.containerStats(ctx, c, &cfg))
+	}
+	return resp, nil
+}
+
+// UpdateContainerResources applies new Linux resources to a container.
+func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
+	res, err := ocispec.Resources(req.GetLinux())
+	if err != nil {
+		if fe, ok := err.(*ocispec.FieldError); ok {
+			return nil, invalid(strings.Replace(fe.Field, "config.linux.resources", "linux", 1), "%s", fe.Msg)
+		}
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	}
+	c, _, err := s.container(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	defer s.locks.lock(c.ID)()
+	if c.Phase != state.PhaseCreated && c.Phase != state.PhaseRunning {
+		return nil, status.Errorf(codes.FailedPrecondition, "container %s is %s", c.ID, c.Phase)
+	}
+	sb, _, err := s.sandbox(c.SandboxID)
+	if err != nil {
+		return nil, err
+	}
+	rtc, opts, rt, err := s.runtimeOf(sb)
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.Require(sdk.CapUpdate); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	}
+	if _, err := rtc.Update(ctx, &runtimev1.UpdateRequest{ContainerId: c.ID, Options: opts, ResourcesJson: b}); err != nil {
+		return nil, err
+	}
+	// Keep the new resources in the record so ContainerStatus reports them.
+	var cfg runtimeapi.ContainerConfig
+	if err := protojson.Unmarshal(c.Config, &cfg); err == nil {
+		if cfg.Linux == nil {
+			cfg.Linux = &runtimeapi.LinuxContainerConfig{}
+		}
+		cfg.Linux.Resources = req.GetLinux()
+		if raw, err := protojson.Marshal(&cfg); err == nil {
+			c.Config = raw
+			_ = s.store.UpdateContainer(c)
+		}
+	}
+	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
+}
