@@ -78,7 +78,9 @@ func cmdServe(args []string) error {
 		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log)),
 		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log)),
 	)
-	cri.New(cfg, mgr, store, log).Register(srv)
+	criServer := cri.New(cfg, mgr, store, log)
+	criServer.Recover(context.Background())
+	criServer.Register(srv)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()

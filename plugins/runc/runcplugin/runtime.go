@@ -121,6 +121,27 @@ func (p *Plugin) CreateSandbox(ctx context.Context, r *runtimev1.CreateSandboxRe
 	return &runtimev1.CreateSandboxResponse{NamespacePaths: h.Namespaces, Handle: handle, InitPid: int32(h.InitPID)}, nil
 }
 
+// handleFor decodes a handle; an empty one (the host died before it got
+// it) is rebuilt from what CreateSandbox leaves on disk.
+func (p *Plugin) handleFor(id string, b []byte) (*sandboxHandle, error) {
+	if len(b) > 0 {
+		return decodeHandle(b)
+	}
+	p.mu.Lock()
+	dir := filepath.Join(p.runDir, "sandboxes", id)
+	p.mu.Unlock()
+	h := &sandboxHandle{Version: 1, Dir: dir, Namespaces: map[string]string{}}
+	for _, t := range []string{sandbox.NetNS, sandbox.IPCNS, sandbox.UTSNS, sandbox.PIDNS} {
+		if _, err := os.Stat(filepath.Join(dir, t)); err == nil {
+			h.Namespaces[t] = filepath.Join(dir, t)
+		}
+	}
+	if pidns, ok := h.Namespaces[sandbox.PIDNS]; ok {
+		h.InitPID = sandbox.InitOf(pidns)
+	}
+	return h, nil
+}
+
 func decodeHandle(b []byte) (*sandboxHandle, error) {
 	var h sandboxHandle
 	if err := json.Unmarshal(b, &h); err != nil {
@@ -132,7 +153,7 @@ func decodeHandle(b []byte) (*sandboxHandle, error) {
 // StopSandbox stops the pod init, which ends every process of the pod's
 // PID namespace. Idempotent.
 func (p *Plugin) StopSandbox(ctx context.Context, r *runtimev1.StopSandboxRequest) (*runtimev1.StopSandboxResponse, error) {
-	h, err := decodeHandle(r.GetHandle())
+	h, err := p.handleFor(r.GetSandboxId(), r.GetHandle())
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +169,7 @@ func (p *Plugin) StopSandbox(ctx context.Context, r *runtimev1.StopSandboxReques
 // RemoveSandbox unpins the namespaces and removes the sandbox directory.
 // Idempotent.
 func (p *Plugin) RemoveSandbox(ctx context.Context, r *runtimev1.RemoveSandboxRequest) (*runtimev1.RemoveSandboxResponse, error) {
-	h, err := decodeHandle(r.GetHandle())
+	h, err := p.handleFor(r.GetSandboxId(), r.GetHandle())
 	if err != nil {
 		return nil, err
 	}

@@ -230,3 +230,25 @@ func InitAlive(pid int) bool {
 	}
 	return false
 }
+
+// InitOf finds the pod init holding the pinned PID namespace at path (0 if
+// none): the process whose PID namespace has the pinned file's inode and
+// which runs as a pod init.
+func InitOf(path string) int {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0
+	}
+	want := fmt.Sprintf("pid:[%d]", st.Ino)
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err == nil && l == want && InitAlive(pid) {
+			return pid
+		}
+	}
+	return 0
+}
