@@ -97,6 +97,28 @@ CONFORMANCE_CI_SKIP := Image Volume|Networking runtime|Multiple Containers.*netw
 test-conformance:
 	SKIP='$(CONFORMANCE_CI_SKIP)' hack/conformance.sh validate
 
+test-unit:
+	$(GO) test -race -short ./...
+	cd sdk && $(GO) test -race ./...
+
+test-integration: $(CRICTL)
+	CRICTL=$(abspath $(CRICTL)) $(GO) test -race -count=1 -run Integration -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+
+## crictl from cri-tools, pinned, built from the Go module proxy
+$(CRICTL):
+	@mkdir -p build/tools
+	GOFLAGS= GOBIN=$(abspath build/tools) $(GO) install sigs.k8s.io/cri-tools/cmd/crictl@$(CRI_TOOLS_VERSION)
+	mv build/tools/crictl $@
+
+## memory: PSS of an idle host and its plugins, 3 s and 30 s after start (see README)
+memory: build
+	SETTLE=3 hack/memory.sh
+	SETTLE=30 hack/memory.sh
+
+## conformance: critest v1.37.0 offline against a private berth serve; FOCUS= and SKIP= pass through (root)
+conformance:
+	hack/conformance.sh validate
+
 ## bench: critest's benchmark mode (20 pods, 20 containers, 20 pulls, sequential) and runc run for scale (root)
 bench:
 	hack/conformance.sh bench

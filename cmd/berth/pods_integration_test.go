@@ -92,6 +92,12 @@ func TestIntegrationPodLifecycle(t *testing.T) {
 		t.Fatalf("pod status %v %v", ps, err)
 	}
 
+	evctx, stopEvents := context.WithCancel(ctx)
+	defer stopEvents()
+	events, err := rc.GetContainerEvents(evctx, &runtimeapi.GetEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A container that writes to both streams and exits 3.
 	c1, err := rc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: pcfg,
 		Config: ctrConfig("hello", image, "echo out; echo err >&2; hostname; exit 3")})
@@ -170,6 +176,28 @@ func TestIntegrationPodLifecycle(t *testing.T) {
 	}
 	if _, err := rc.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: c1.ContainerId}); err != nil {
 		t.Fatal(err)
+	}
+	// c1's whole life, in order, on the event stream.
+	var seen []runtimeapi.ContainerEventType
+	for len(seen) < 4 {
+		ev, err := events.Recv()
+		if err != nil {
+			t.Fatalf("events: %v (seen %v)", err, seen)
+		}
+		if ev.ContainerId == c1.ContainerId {
+			seen = append(seen, ev.ContainerEventType)
+			if ev.PodSandboxStatus.GetId() != pod.PodSandboxId {
+				t.Errorf("event without its pod's status: %v", ev)
+			}
+		}
+	}
+	want := []runtimeapi.ContainerEventType{runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT,
+		runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT}
+	for i := range want {
+		if seen[i] != want[i] {
+			t.Errorf("events %v, want %v", seen, want)
+			break
+		}
 	}
 	// The name is free again once removed.
 	if _, err := rc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: pcfg,

@@ -80,6 +80,9 @@ func cmdServe(args []string) error {
 	)
 	criServer := cri.New(cfg, mgr, store, log)
 	criServer.Recover(context.Background())
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go criServer.WatchExits(watchCtx)
 	criServer.Register(srv)
 
 	serveErr := make(chan error, 1)

@@ -293,6 +293,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		return nil, storeErr(err, "container")
 	}
 	ok = true
+	s.emit(ctx, id, sb.ID, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
 }
 
@@ -385,6 +386,7 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 	if err := s.store.UpdateContainer(c); err != nil {
 		return nil, storeErr(err, "container")
 	}
+	s.emit(ctx, c.ID, c.SandboxID, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return &runtimeapi.StartContainerResponse{}, nil
 }
 
@@ -521,6 +523,7 @@ func (s *Server) removeContainer(ctx context.Context, c *state.Container) error 
 	if err := s.store.DeleteContainer(c.ID); err != nil {
 		return storeErr(err, "container")
 	}
+	s.emit(ctx, c.ID, c.SandboxID, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	return nil
 }
 

@@ -41,6 +41,7 @@ type Server struct {
 	store   *state.Store
 	log     *slog.Logger
 	locks   keyedMutex
+	events  events
 }
 
 // New returns a CRI server backed by the plugin manager and the state store.
