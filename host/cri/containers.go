@@ -371,11 +371,7 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 	if c.Phase != state.PhaseCreated {
 		return nil, status.Errorf(codes.FailedPrecondition, "container %s is %s, not created", c.ID, c.Phase)
 	}
-	sb, _, err := s.sandbox(c.SandboxID)
-	if err != nil {
-		return nil, err
-	}
-	rtc, opts, _, err := s.runtimeOf(sb)
+	rtc, opts, _, err := s.containerRuntime(c)
 	if err != nil {
 		return nil, err
 	}
@@ -412,11 +408,7 @@ func (s *Server) stopContainer(ctx context.Context, c *state.Container, timeout 
 	if c.Phase != state.PhaseRunning && c.Phase != state.PhaseCreated {
 		return nil
 	}
-	sb, _, err := s.sandbox(c.SandboxID)
-	if err != nil {
-		return err
-	}
-	rtc, opts, _, err := s.runtimeOf(sb)
+	rtc, opts, _, err := s.containerRuntime(c)
 	if err != nil {
 		return err
 	}
@@ -494,11 +486,7 @@ func (s *Server) removeContainer(ctx context.Context, c *state.Container) error 
 	if err := s.stopContainer(ctx, c, 0); err != nil {
 		return err
 	}
-	sb, _, err := s.sandbox(c.SandboxID)
-	if err != nil {
-		return err
-	}
-	rtc, opts, _, err := s.runtimeOf(sb)
+	rtc, opts, _, err := s.containerRuntime(c)
 	if err != nil {
 		return err
 	}

@@ -59,11 +59,7 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 	if c.Phase != state.PhaseRunning {
 		return nil, status.Errorf(codes.FailedPrecondition, "container %s is not running", c.ID)
 	}
-	sb, _, err := s.sandbox(c.SandboxID)
-	if err != nil {
-		return nil, err
-	}
-	rtc, opts, rt, err := s.runtimeOf(sb)
+	rtc, opts, rt, err := s.containerRuntime(c)
 	if err != nil {
 		return nil, err
 	}

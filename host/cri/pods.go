@@ -296,6 +296,16 @@ func (s *Server) runtimeOf(sb *state.Sandbox) (runtimev1.RuntimeClient, *runtime
 	return runtimev1.NewRuntimeClient(rt.Conn), opts, rt, nil
 }
 
+// containerRuntime is the runtime plugin (client, class options, instance)
+// of a container's pod.
+func (s *Server) containerRuntime(c *state.Container) (runtimev1.RuntimeClient, *runtimev1.RuntimeOptions, *plugins.Instance, error) {
+	sb, _, err := s.sandbox(c.SandboxID)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return s.runtimeOf(sb)
+}
+
 // StopPodSandbox stops every container of the pod and the pod itself. A
 // missing pod is not an error (kubelet retries).
 func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {

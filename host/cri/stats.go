@@ -28,17 +28,15 @@ func (s *Server) containerStats(ctx context.Context, c *state.Container, cfg *ru
 		Memory:     &runtimeapi.MemoryUsage{Timestamp: now},
 	}
 	if c.Phase == state.PhaseCreated || c.Phase == state.PhaseRunning {
-		if sb, _, err := s.sandbox(c.SandboxID); err == nil {
-			if rtc, opts, _, err := s.runtimeOf(sb); err == nil {
-				if st, err := rtc.Stats(ctx, &runtimev1.StatsRequest{ContainerId: c.ID, Options: opts}); err == nil {
-					out.Cpu = &runtimeapi.CpuUsage{Timestamp: st.GetTimestampUnixNano(), UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: st.GetCpuUsageNanoCoresTotal()}}
-					out.Memory = &runtimeapi.MemoryUsage{Timestamp: st.GetTimestampUnixNano(),
-						WorkingSetBytes: &runtimeapi.UInt64Value{Value: st.GetMemoryWorkingSetBytes()},
-						UsageBytes:      &runtimeapi.UInt64Value{Value: st.GetMemoryUsageBytes()},
-						RssBytes:        &runtimeapi.UInt64Value{Value: st.GetMemoryRssBytes()},
-						PageFaults:      &runtimeapi.UInt64Value{Value: st.GetMemoryPageFaults()},
-						MajorPageFaults: &runtimeapi.UInt64Value{Value: st.GetMemoryMajorPageFaults()}}
-				}
+		if rtc, opts, _, err := s.containerRuntime(c); err == nil {
+			if st, err := rtc.Stats(ctx, &runtimev1.StatsRequest{ContainerId: c.ID, Options: opts}); err == nil {
+				out.Cpu = &runtimeapi.CpuUsage{Timestamp: st.GetTimestampUnixNano(), UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: st.GetCpuUsageNanoCoresTotal()}}
+				out.Memory = &runtimeapi.MemoryUsage{Timestamp: st.GetTimestampUnixNano(),
+					WorkingSetBytes: &runtimeapi.UInt64Value{Value: st.GetMemoryWorkingSetBytes()},
+					UsageBytes:      &runtimeapi.UInt64Value{Value: st.GetMemoryUsageBytes()},
+					RssBytes:        &runtimeapi.UInt64Value{Value: st.GetMemoryRssBytes()},
+					PageFaults:      &runtimeapi.UInt64Value{Value: st.GetMemoryPageFaults()},
+					MajorPageFaults: &runtimeapi.UInt64Value{Value: st.GetMemoryMajorPageFaults()}}
 			}
 		}
 	}
@@ -110,11 +108,7 @@ func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.U
 	if c.Phase != state.PhaseCreated && c.Phase != state.PhaseRunning {
 		return nil, status.Errorf(codes.FailedPrecondition, "container %s is %s", c.ID, c.Phase)
 	}
-	sb, _, err := s.sandbox(c.SandboxID)
-	if err != nil {
-		return nil, err
-	}
-	rtc, opts, rt, err := s.runtimeOf(sb)
+	rtc, opts, rt, err := s.containerRuntime(c)
 	if err != nil {
 		return nil, err
 	}
