@@ -540,6 +540,7 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(), Mounts: cfg.GetMounts(), LogPath: c.LogPath,
 		Resources: &runtimeapi.ContainerResources{Linux: cfg.GetLinux().GetResources()},
 	}
+	st.User = containerUser(c)
 	resp := &runtimeapi.ContainerStatusResponse{Status: st}
 	if req.GetVerbose() {
 		b, _ := json.Marshal(map[string]any{"pid": c.PID, "sandboxID": c.SandboxID, "bundle": c.Bundle})
@@ -600,4 +601,25 @@ func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenC
 		return nil, err
 	}
 	return &runtimeapi.ReopenContainerLogResponse{}, nil
+}
+
+// containerUser is the identity the container's process runs as, from its
+// OCI spec (the resolved user, with the image's and the pod's groups).
+func containerUser(c *state.Container) *runtimeapi.ContainerUser {
+	b, err := os.ReadFile(filepath.Join(c.Bundle, "config.json"))
+	if err != nil {
+		return nil
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil || spec.Process == nil {
+		return nil
+	}
+	u := spec.Process.User
+	groups := []int64{int64(u.GID)}
+	for _, g := range u.AdditionalGids {
+		if g != u.GID {
+			groups = append(groups, int64(g))
+		}
+	}
+	return &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{Uid: int64(u.UID), Gid: int64(u.GID), SupplementalGroups: groups}}
 }

@@ -102,8 +102,8 @@ func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runt
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeCond, netCond}},
 		Features: &runtimeapi.RuntimeFeatures{
-			// Not yet: these flip on as the features land.
-			SupplementalGroupsPolicy: false,
+			// host/ocispec implements Merge and Strict.
+			SupplementalGroupsPolicy: true,
 		},
 	}
 	for _, h := range s.cfg.RuntimeClasses {
