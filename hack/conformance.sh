@@ -40,17 +40,24 @@ mkdir -p "$B/helpers"
 for h in pause webserver nnp; do
   CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$B/helpers/$h" "./test/conformance/helpers/$h"
 done
+make --no-print-directory build/tools/crictl-$CRI_TOOLS >/dev/null
+CRICTL=$TOOLS/crictl-$CRI_TOOLS
 go build -o "$B/registry" ./test/conformance/registry
 go build -o "$B/report" ./test/conformance/report
 make --no-print-directory build >/dev/null
 
 # --- run --------------------------------------------------------------------
 RUN=$(mktemp -d /tmp/berth-conformance.XXXXXX)
+SOCK=$RUN/berth.sock
 REG_PID= BERTH_PID=
 shm_before=$(awk 'NR > 1 {print $2}' /proc/sysvipc/shm | sort)
+inits_before=$(pgrep -f berth-pod-init | sort || true)
 cleanup() {
   set +e
   if [ -n "$BERTH_PID" ] && kill -0 "$BERTH_PID" 2>/dev/null; then
+    # berth leaves pods running when it stops (by design); a test run must
+    # not, so remove what critest left (failed specs skip their cleanup).
+    "$CRICTL" --runtime-endpoint "unix://$SOCK" rmp --all --force >/dev/null 2>&1
     kill -TERM "$BERTH_PID"; wait "$BERTH_PID" 2>/dev/null
   fi
   if [ -n "$REG_PID" ] && kill -0 "$REG_PID" 2>/dev/null; then
@@ -64,7 +71,8 @@ cleanup() {
     fi
   done
   leftovers=$( { grep -F "$RUN" /proc/self/mountinfo | awk '{print "mount " $5}';
-                 pgrep -af "$RUN" | grep -v "pgrep" | sed 's/^/process /'; } || true)
+                 pgrep -af "$RUN" | grep -v "pgrep" | sed 's/^/process /';
+                 comm -13 <(echo "$inits_before") <(pgrep -f berth-pod-init | sort) | sed 's/^/pod init /'; } || true)
   if [ -n "$leftovers" ]; then
     log "LEFTOVERS after the run:"; echo "$leftovers" >&2
   else
@@ -83,7 +91,6 @@ log "registry on $(cat "$RUN/registry.addr")"
 sed -e "s|^plugin_dir = .*|plugin_dir = \"$PWD/bin\"|" \
     -e "s|^\[plugins.overlay.config\]$|[plugins.overlay.config]\nregistries_conf = \"$RUN/registries.conf\"|" \
     plugins.toml >"$RUN/plugins.toml"
-SOCK=$RUN/berth.sock
 bin/berth serve --config "$RUN/plugins.toml" --listen "$SOCK" --root "$RUN/root" --runroot "$RUN/run" >"$RUN/berth.log" 2>&1 &
 BERTH_PID=$!
 for _ in $(seq 200); do [ -S "$SOCK" ] && break; kill -0 "$BERTH_PID" 2>/dev/null || { cat "$RUN/berth.log" >&2; exit 1; }; sleep 0.1; done
