@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -91,5 +93,65 @@ func TestIntegrationHostCrash(t *testing.T) {
 		if _, err := rc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestIntegrationMonitorPluginKilled: kill -9 of the monitor plugin's
+// process while a container runs: the container keeps running (its
+// supervisor is a separate process), the plugin comes back, and the
+// container's later exit is recorded.
+func TestIntegrationMonitorPluginKilled(t *testing.T) {
+	d, rc, image := podClients(t)
+	ctx := context.Background()
+	pcfg := podConfig(d, "watched")
+	pod, err := rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := rc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: pcfg,
+		Config: ctrConfig("worker", image, "while [ ! -e /tmp/stop ]; do sleep 0.1; done; echo bye; exit 7")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
+		t.Fatal(err)
+	}
+	var monitorPID int
+	for _, s := range d.plugins() {
+		if s.Name == "monitor" {
+			monitorPID = s.PID
+		}
+	}
+	if err := syscall.Kill(monitorPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		back := false
+		for _, s := range d.plugins() {
+			back = back || (s.Name == "monitor" && s.PID != monitorPID && s.State == "running")
+		}
+		if back {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("monitor plugin not back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitState(t, rc, c.ContainerId, runtimeapi.ContainerState_CONTAINER_RUNNING)
+	if _, err := rc.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: c.ContainerId, Cmd: []string{"touch", "/tmp/stop"}, Timeout: 10}); err != nil {
+		t.Fatal(err)
+	}
+	st := waitState(t, rc, c.ContainerId, runtimeapi.ContainerState_CONTAINER_EXITED)
+	if st.ExitCode != 7 {
+		t.Errorf("exit code %d, want 7", st.ExitCode)
+	}
+	log, _ := os.ReadFile(st.LogPath)
+	if !strings.Contains(string(log), "stdout F bye") {
+		t.Errorf("log written after the plugin's death lacks the last line: %q", log)
+	}
+	if _, err := rc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+		t.Error(err)
 	}
 }
