@@ -202,7 +202,7 @@ func (r routedConn) Invoke(ctx context.Context, method string, args, reply any, 
 	if err != nil {
 		return err
 	}
-	return r.i.wrap(conn.Invoke(ctx, method, args, reply, opts...))
+	return r.i.wrap(ctx, conn.Invoke(ctx, method, args, reply, opts...))
 }
 
 func (r routedConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
@@ -211,17 +211,23 @@ func (r routedConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method
 		return nil, err
 	}
 	s, err := conn.NewStream(ctx, desc, method, opts...)
-	return s, r.i.wrap(err)
+	return s, r.i.wrap(ctx, err)
 }
 
 // wrap names the plugin in transport errors, which otherwise only say
-// "connection refused" on some socket.
-func (i *Instance) wrap(err error) error {
+// "connection refused" on some socket. A call cut off because the plugin
+// died (its connection closed under it, while the caller had not given up)
+// is Unavailable too, not Canceled.
+func (i *Instance) wrap(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
-	if s, ok := status.FromError(err); ok && s.Code() == codes.Unavailable {
+	s, ok := status.FromError(err)
+	switch {
+	case ok && s.Code() == codes.Unavailable:
 		return status.Errorf(codes.Unavailable, "plugin %q: %s", i.spec.Name, s.Message())
+	case ok && s.Code() == codes.Canceled && ctx.Err() == nil:
+		return status.Errorf(codes.Unavailable, "plugin %q went away during the call: %s", i.spec.Name, s.Message())
 	}
 	return err
 }
