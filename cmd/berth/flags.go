@@ -47,3 +47,18 @@ func (c *common) load() (*config.Config, error) {
 func newFlags(name string) *flag.FlagSet {
 	return flag.NewFlagSet("berth "+name, flag.ContinueOnError)
 }
+
+// parseAndLoad parses a command's flags (the common ones plus those extra
+// adds) and loads the config with the overrides applied.
+func parseAndLoad(name string, args []string, extra func(*flag.FlagSet)) (*config.Config, error) {
+	var c common
+	fs := newFlags(name)
+	c.register(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return c.load()
+}

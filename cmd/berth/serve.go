@@ -26,13 +26,7 @@ import (
 const maxMsgSize = 16 << 20
 
 func cmdServe(args []string) error {
-	var c common
-	fs := newFlags("serve")
-	c.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := c.load()
+	cfg, err := parseAndLoad("serve", args, nil)
 	if err != nil {
 		return err
 	}

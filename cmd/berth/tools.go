@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"maps"
 	"os"
@@ -27,13 +28,7 @@ import (
 )
 
 func cmdConfig(args []string) error {
-	var c common
-	fs := newFlags("config")
-	c.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := c.load()
+	cfg, err := parseAndLoad("config", args, nil)
 	if err != nil {
 		return err
 	}
@@ -57,13 +52,7 @@ func cmdVersion(args []string) error {
 }
 
 func cmdCheck(args []string) error {
-	var c common
-	fs := newFlags("check")
-	c.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := c.load()
+	cfg, err := parseAndLoad("check", args, nil)
 	if err != nil {
 		return err
 	}
@@ -106,13 +95,7 @@ func daemonStatus(socket string, verbose bool) (*runtimeapi.StatusResponse, erro
 }
 
 func cmdStatus(args []string) error {
-	var c common
-	fs := newFlags("status")
-	c.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := c.load()
+	cfg, err := parseAndLoad("status", args, nil)
 	if err != nil {
 		return err
 	}
@@ -136,14 +119,8 @@ func cmdStatus(args []string) error {
 }
 
 func cmdPlugins(args []string) error {
-	var c common
-	fs := newFlags("plugins")
-	c.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := c.load()
+	var asJSON *bool
+	cfg, err := parseAndLoad("plugins", args, func(fs *flag.FlagSet) { asJSON = fs.Bool("json", false, "print JSON") })
 	if err != nil {
 		return err
 	}

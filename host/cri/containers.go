@@ -549,33 +549,46 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	return resp, nil
 }
 
-// ListContainers lists containers matching the filter.
-func (s *Server) ListContainers(ctx context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
-	f := req.GetFilter()
+// listed is a container record with its decoded CRI config.
+type listed struct {
+	c   *state.Container
+	cfg *runtimeapi.ContainerConfig
+}
+
+// matchingContainers returns the created containers whose ID and pod ID
+// start with the given prefixes and whose labels match, with their state
+// refreshed from the monitor.
+func (s *Server) matchingContainers(ctx context.Context, idPrefix, podPrefix string, selector map[string]string) ([]listed, error) {
 	all, err := s.store.Containers("")
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "%v", err)
 	}
-	var out []*runtimeapi.Container
+	var out []listed
 	for _, c := range all {
-		if c.Phase == state.PhaseCreating {
-			continue
-		}
-		if f.GetId() != "" && !strings.HasPrefix(c.ID, f.GetId()) {
-			continue
-		}
-		if f.GetPodSandboxId() != "" && !strings.HasPrefix(c.SandboxID, f.GetPodSandboxId()) {
-			continue
-		}
-		s.refresh(ctx, c)
-		if f.GetState() != nil && f.GetState().GetState() != containerState(c) {
+		if c.Phase == state.PhaseCreating || !strings.HasPrefix(c.ID, idPrefix) || !strings.HasPrefix(c.SandboxID, podPrefix) {
 			continue
 		}
 		var cfg runtimeapi.ContainerConfig
-		if err := protojson.Unmarshal(c.Config, &cfg); err != nil {
+		if err := protojson.Unmarshal(c.Config, &cfg); err != nil || !labelsMatch(cfg.GetLabels(), selector) {
 			continue
 		}
-		if !labelsMatch(cfg.GetLabels(), f.GetLabelSelector()) {
+		s.refresh(ctx, c)
+		out = append(out, listed{c, &cfg})
+	}
+	return out, nil
+}
+
+// ListContainers lists containers matching the filter.
+func (s *Server) ListContainers(ctx context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
+	f := req.GetFilter()
+	cs, err := s.matchingContainers(ctx, f.GetId(), f.GetPodSandboxId(), f.GetLabelSelector())
+	if err != nil {
+		return nil, err
+	}
+	var out []*runtimeapi.Container
+	for _, l := range cs {
+		c, cfg := l.c, l.cfg
+		if f.GetState() != nil && f.GetState().GetState() != containerState(c) {
 			continue
 		}
 		out = append(out, &runtimeapi.Container{Id: c.ID, PodSandboxId: c.SandboxID, Metadata: cfg.GetMetadata(), Image: cfg.GetImage(),

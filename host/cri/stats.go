@@ -63,30 +63,13 @@ func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerSt
 // ListContainerStats reports the usage of the containers matching the filter.
 func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
 	f := req.GetFilter()
-	all, err := s.store.Containers("")
+	cs, err := s.matchingContainers(ctx, f.GetId(), f.GetPodSandboxId(), f.GetLabelSelector())
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "%v", err)
+		return nil, err
 	}
 	resp := &runtimeapi.ListContainerStatsResponse{}
-	for _, c := range all {
-		if c.Phase == state.PhaseCreating {
-			continue
-		}
-		if f.GetId() != "" && !strings.HasPrefix(c.ID, f.GetId()) {
-			continue
-		}
-		if f.GetPodSandboxId() != "" && !strings.HasPrefix(c.SandboxID, f.GetPodSandboxId()) {
-			continue
-		}
-		var cfg runtimeapi.ContainerConfig
-		if err := protojson.Unmarshal(c.Config, &cfg); err != nil {
-			continue
-		}
-		if !labelsMatch(cfg.GetLabels(), f.GetLabelSelector()) {
-			continue
-		}
-		s.refresh(ctx, c)
-		resp.Stats = append(resp.Stats, s.containerStats(ctx, c, &cfg))
+	for _, l := range cs {
+		resp.Stats = append(resp.Stats, s.containerStats(ctx, l.c, l.cfg))
 	}
 	return resp, nil
 }
