@@ -208,3 +208,37 @@ func TestIntegrationCreateFailure(t *testing.T) {
 		t.Fatalf("create of a broken bundle: %v", err)
 	}
 }
+
+// TestIntegrationReopenLog: after the log is moved away (rotation),
+// ReopenLog returns only once the new file exists, and lines go there.
+func TestIntegrationReopenLog(t *testing.T) {
+	if testing.Short() || os.Geteuid() != 0 {
+		t.Skip("integration test: needs root and runc")
+	}
+	dir := t.TempDir()
+	p := newPlugin(t, filepath.Join(dir, "state"))
+	argv, cleanup := runcContainer(t, dir, "chatty", "while true; do echo tick; sleep 0.05; done", 0)
+	t.Cleanup(cleanup)
+	logPath := filepath.Join(dir, "chatty.log")
+	if _, err := p.Watch(context.Background(), &monitorv1.WatchRequest{ContainerId: "chatty", StdioDir: filepath.Join(dir, "sup-chatty"),
+		LogPath: logPath, CreateArgv: argv, PidFile: filepath.Join(dir, "sup-chatty", conmon.FileInitPID)}); err != nil {
+		t.Fatal(err)
+	}
+	startContainer(t, dir, "chatty")
+	for i := 0; i < 5; i++ {
+		if err := os.Rename(logPath, logPath+".old"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.ReopenLog(context.Background(), &monitorv1.ReopenLogRequest{ContainerId: "chatty"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(logPath); err != nil {
+			t.Fatalf("round %d: new log not there when ReopenLog returned: %v", i, err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if b, _ := os.ReadFile(logPath); !strings.Contains(string(b), "stdout F tick") {
+		t.Errorf("nothing written to the reopened log: %q", b)
+	}
+	p.Forget(context.Background(), &monitorv1.ForgetRequest{ContainerId: "chatty"}) //nolint:errcheck
+}

@@ -28,6 +28,9 @@ import (
 	monitorv1 "github.com/berth-cri/berth/sdk/proto/monitor/v1"
 )
 
+// fileLogPath, in a container's supervision dir, records its log path.
+const fileLogPath = "log.path"
+
 // Config is the plugin's [plugins.NAME.config] table.
 type Config struct {
 	// CreateTimeout bounds the runtime's create command (Go duration).
@@ -138,6 +141,9 @@ func (p *Plugin) Watch(ctx context.Context, r *monitorv1.WatchRequest) (*monitor
 	if err := os.WriteFile(p.dirFile(id), []byte(dir), 0o600); err != nil {
 		return nil, status.Errorf(codes.Internal, "%v", err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, fileLogPath), []byte(r.GetLogPath()), 0o600); err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	}
 	if _, err := conmon.Spawn(conmon.Options{Dir: dir, LogPath: r.GetLogPath(), Argv: r.GetCreateArgv(), Env: r.GetCreateEnv(), PIDFile: r.GetPidFile()}); err != nil {
 		return nil, status.Errorf(codes.Internal, "container %s: %v", id, err)
 	}
@@ -233,6 +239,19 @@ func (p *Plugin) ReopenLog(_ context.Context, r *monitorv1.ReopenLogRequest) (*m
 	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
 		return nil, status.Errorf(codes.Internal, "reopen log of %s: %v", r.GetContainerId(), err)
 	}
+	// Answer once the supervisor has reopened the file: kubelet (and
+	// critest) look for the new file as soon as the call returns.
+	if b, err := os.ReadFile(filepath.Join(dir, fileLogPath)); err == nil && len(b) > 0 {
+		logPath := string(b)
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Stat(logPath); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return nil, status.Errorf(codes.DeadlineExceeded, "container %s: log %s not reopened within 2s", r.GetContainerId(), logPath)
+			}
+		}
+	}
 	return &monitorv1.ReopenLogResponse{}, nil
 }
 
@@ -246,7 +265,7 @@ func (p *Plugin) Forget(_ context.Context, r *monitorv1.ForgetRequest) (*monitor
 	if p.supervisorAlive(dir) {
 		p.killSupervisor(dir)
 	}
-	for _, f := range []string{conmon.FileConmonPID, conmon.FilePID, conmon.FileCreateErr, conmon.FileExit, conmon.FileInitPID} {
+	for _, f := range []string{conmon.FileConmonPID, conmon.FilePID, conmon.FileCreateErr, conmon.FileExit, conmon.FileInitPID, fileLogPath} {
 		_ = os.Remove(filepath.Join(dir, f))
 	}
 	_ = os.Remove(p.dirFile(r.GetContainerId()))
