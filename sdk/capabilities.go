@@ -14,6 +14,8 @@ const (
 	CapAttach         Capability = "attach"          // attaching to container stdio
 	CapUpdate         Capability = "update"          // Update
 	CapStats          Capability = "stats"           // Stats
+	CapSandboxStats   Capability = "sandbox-stats"   // SandboxStats
+	CapSandboxUpdate  Capability = "sandbox-update"  // UpdateSandbox
 	CapHostNamespaces Capability = "host-namespaces" // host network/pid/ipc
 	CapPrivileged     Capability = "privileged"      // privileged containers
 	CapUserNamespaces Capability = "user-namespaces"

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -116,6 +117,17 @@ func (p *Plugin) CreateSandbox(ctx context.Context, r *runtimev1.CreateSandboxRe
 		}
 		h.InitPID = pid
 		h.Namespaces[sandbox.PIDNS] = filepath.Join(dir, sandbox.PIDNS)
+		// The init is the pod's: its memory and CPU count in the pod's
+		// cgroup parent, not in the plugin's. A systemd slice is systemd's
+		// to create, so the init stays put under the systemd driver.
+		if cg := spec.Linux.CgroupsPath; strings.HasPrefix(cg, "/") {
+			if err := joinPodCgroup(cg, pid); err != nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+				sandbox.Unpin(h.Namespaces)
+				os.RemoveAll(dir)
+				return nil, status.Errorf(codes.Internal, "sandbox %s: %v", r.GetSandboxId(), err)
+			}
+		}
 	}
 	handle, _ := json.Marshal(h)
 	return &runtimev1.CreateSandboxResponse{NamespacePaths: h.Namespaces, Handle: handle, InitPid: int32(h.InitPID)}, nil
@@ -259,7 +271,5 @@ func (p *Plugin) Stats(ctx context.Context, r *runtimev1.StatsRequest) (*runtime
 	if err != nil {
 		return nil, rpcErr(err)
 	}
-	return &runtimev1.StatsResponse{TimestampUnixNano: time.Now().UnixNano(), CpuUsageNanoCoresTotal: st.CPUTotalNanos,
-		MemoryWorkingSetBytes: st.MemoryWorkingSet, MemoryUsageBytes: st.MemoryUsage, MemoryRssBytes: st.MemoryRSS,
-		MemoryPageFaults: st.PageFaults, MemoryMajorPageFaults: st.MajorPageFaults, PidsCurrent: st.Pids}, nil
+	return statsResponse(st), nil
 }

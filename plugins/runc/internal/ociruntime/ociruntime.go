@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/berth-cri/berth/plugins/runc/internal/cgroups"
 )
 
 // Runtime is one OCI runtime binary with its state directory.
@@ -117,16 +119,48 @@ func (r *Runtime) Update(ctx context.Context, id string, resourcesJSON []byte) e
 	return nil
 }
 
-// Stats is the part of `runtime events --stats` Berth reports.
-type Stats struct {
-	CPUTotalNanos    uint64
-	MemoryUsage      uint64
-	MemoryWorkingSet uint64
-	MemoryRSS        uint64
-	PageFaults       uint64
-	MajorPageFaults  uint64
-	Pids             uint64
+// Stats is the part of `runtime events --stats` Berth reports: the same
+// counters the pod's cgroup parent is read for.
+type Stats = cgroups.Stats
+
+// statsEvent is runc's `events --stats` output (libcontainer/types).
+type statsEvent struct {
+	Data struct {
+		CPU struct {
+			Usage struct {
+				Total  uint64 `json:"total"`
+				Kernel uint64 `json:"kernel"`
+				User   uint64 `json:"user"`
+			} `json:"usage"`
+			Throttling struct {
+				Periods          uint64 `json:"periods"`
+				ThrottledPeriods uint64 `json:"throttledPeriods"`
+				ThrottledTime    uint64 `json:"throttledTime"`
+			} `json:"throttling"`
+		} `json:"cpu"`
+		Memory struct {
+			Cache uint64            `json:"cache"`
+			Usage memoryEntry       `json:"usage"`
+			Swap  memoryEntry       `json:"swap"`
+			Raw   map[string]uint64 `json:"raw"`
+		} `json:"memory"`
+		Pids struct {
+			Current uint64 `json:"current"`
+			Limit   uint64 `json:"limit"`
+		} `json:"pids"`
+	} `json:"data"`
 }
+
+type memoryEntry struct {
+	Limit   uint64 `json:"limit"`
+	Usage   uint64 `json:"usage"`
+	Max     uint64 `json:"max"`
+	Failcnt uint64 `json:"failcnt"`
+}
+
+// noLimit is what cgroup v1 reports as an unlimited memory limit (rounded to
+// the page size) and v2's "max" as runc decodes it.
+const noLimit = uint64(1) << 62
 
 // Stats reads the container's cgroup statistics.
 func (r *Runtime) Stats(ctx context.Context, id string) (*Stats, error) {
@@ -134,46 +168,49 @@ func (r *Runtime) Stats(ctx context.Context, id string) (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ev struct {
-		Data struct {
-			CPU struct {
-				Usage struct {
-					Total uint64 `json:"total"`
-				} `json:"usage"`
-			} `json:"cpu"`
-			Memory struct {
-				Usage struct {
-					Usage uint64 `json:"usage"`
-				} `json:"usage"`
-				Stats map[string]uint64 `json:"stats"`
-			} `json:"memory"`
-			Pids struct {
-				Current uint64 `json:"current"`
-			} `json:"pids"`
-		} `json:"data"`
-	}
+	return parseStats(id, out)
+}
+
+func parseStats(id string, out []byte) (*Stats, error) {
+	var ev statsEvent
 	if err := json.Unmarshal(out, &ev); err != nil {
 		return nil, fmt.Errorf("decode stats of %s: %w", id, err)
 	}
-	m := ev.Data.Memory
-	inactive := m.Stats["total_inactive_file"] // cgroup v1
-	if v, ok := m.Stats["inactive_file"]; ok && inactive == 0 {
-		inactive = v // cgroup v2
+	m, c := ev.Data.Memory, ev.Data.CPU
+	// cgroup v1 names the hierarchical counters total_*, v2 has no prefix.
+	raw := func(name string) uint64 {
+		if v, ok := m.Raw["total_"+name]; ok {
+			return v
+		}
+		return m.Raw[name]
 	}
 	ws := m.Usage.Usage
-	if inactive < ws {
+	if inactive := raw("inactive_file"); inactive < ws {
 		ws -= inactive
 	} else {
 		ws = 0
 	}
-	rss := m.Stats["total_rss"]
-	if rss == 0 {
-		rss = m.Stats["anon"]
+	rss := raw("rss")
+	if _, ok := m.Raw["anon"]; ok {
+		rss = m.Raw["anon"]
 	}
-	pf, mpf := m.Stats["total_pgfault"], m.Stats["total_pgmajfault"]
-	if pf == 0 {
-		pf, mpf = m.Stats["pgfault"], m.Stats["pgmajfault"]
+	mapped := raw("mapped_file")
+	if v, ok := m.Raw["file_mapped"]; ok {
+		mapped = v
 	}
-	return &Stats{CPUTotalNanos: ev.Data.CPU.Usage.Total, MemoryUsage: m.Usage.Usage, MemoryWorkingSet: ws, MemoryRSS: rss,
-		PageFaults: pf, MajorPageFaults: mpf, Pids: ev.Data.Pids.Current}, nil
+	st := &Stats{CPUTotalNanos: c.Usage.Total, CPUUserNanos: c.Usage.User, CPUSystemNanos: c.Usage.Kernel,
+		CPUPeriods: c.Throttling.Periods, CPUThrottledPeriods: c.Throttling.ThrottledPeriods, CPUThrottledNanos: c.Throttling.ThrottledTime,
+		MemoryUsage: m.Usage.Usage, MemoryWorkingSet: ws, MemoryRSS: rss, MemoryCache: m.Cache, MemoryMappedFile: mapped,
+		MemoryMaxUsage: m.Usage.Max, MemoryFailcnt: m.Usage.Failcnt,
+		PageFaults: raw("pgfault"), MajorPageFaults: raw("pgmajfault"), Pids: ev.Data.Pids.Current, PidsLimit: ev.Data.Pids.Limit}
+	if m.Usage.Limit < noLimit {
+		st.MemoryLimit = m.Usage.Limit
+	}
+	// v1 reports memory+swap as "swap"; v2 reports swap alone.
+	if _, v2 := m.Raw["anon"]; v2 {
+		st.MemorySwap = m.Swap.Usage
+	} else if m.Swap.Usage > m.Usage.Usage {
+		st.MemorySwap = m.Swap.Usage - m.Usage.Usage
+	}
+	return st, nil
 }

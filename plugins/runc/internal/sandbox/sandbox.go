@@ -252,3 +252,71 @@ func InitOf(path string) int {
 	}
 	return 0
 }
+
+// Interface is one network interface's counters, from /proc/net/dev.
+type Interface struct {
+	Name                                  string
+	RxBytes, RxPackets, RxErrors, RxDrops uint64
+	TxBytes, TxPackets, TxErrors, TxDrops uint64
+}
+
+// Interfaces reads the counters of every interface of the network
+// namespace pinned at path ("" for the host's), loopback excluded.
+func Interfaces(path string) ([]Interface, error) {
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		if path != "" {
+			fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				done <- result{err: fmt.Errorf("open %s: %w", path, err)}
+				return
+			}
+			err = unix.Setns(fd, unix.CLONE_NEWNET)
+			unix.Close(fd)
+			if err != nil {
+				// The thread may be half-switched: never reuse it.
+				done <- result{err: fmt.Errorf("setns %s: %w", path, err)}
+				return
+			}
+		}
+		b, err := os.ReadFile("/proc/thread-self/net/dev")
+		if path == "" {
+			runtime.UnlockOSThread()
+		}
+		// After a setns the thread stays locked and dies with this
+		// goroutine, so no other goroutine runs in the pod's netns.
+		done <- result{b, err}
+	}()
+	r := <-done
+	if r.err != nil {
+		return nil, r.err
+	}
+	return parseNetDev(r.b), nil
+}
+
+func parseNetDev(b []byte) []Interface {
+	var out []Interface
+	for _, line := range strings.Split(string(b), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "lo" || strings.Contains(name, "|") {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 16 {
+			continue
+		}
+		n := make([]uint64, 16)
+		for i := range n {
+			n[i], _ = strconv.ParseUint(f[i], 10, 64)
+		}
+		out = append(out, Interface{Name: name, RxBytes: n[0], RxPackets: n[1], RxErrors: n[2], RxDrops: n[3],
+			TxBytes: n[8], TxPackets: n[9], TxErrors: n[10], TxDrops: n[11]})
+	}
+	return out
+}

@@ -1105,8 +1105,23 @@ type StatsResponse struct {
 	MemoryPageFaults       uint64                 `protobuf:"varint,6,opt,name=memory_page_faults,json=memoryPageFaults,proto3" json:"memory_page_faults,omitempty"`
 	MemoryMajorPageFaults  uint64                 `protobuf:"varint,7,opt,name=memory_major_page_faults,json=memoryMajorPageFaults,proto3" json:"memory_major_page_faults,omitempty"`
 	PidsCurrent            uint64                 `protobuf:"varint,8,opt,name=pids_current,json=pidsCurrent,proto3" json:"pids_current,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	CpuUserNanos           uint64                 `protobuf:"varint,9,opt,name=cpu_user_nanos,json=cpuUserNanos,proto3" json:"cpu_user_nanos,omitempty"`
+	CpuSystemNanos         uint64                 `protobuf:"varint,10,opt,name=cpu_system_nanos,json=cpuSystemNanos,proto3" json:"cpu_system_nanos,omitempty"`
+	CpuPeriods             uint64                 `protobuf:"varint,11,opt,name=cpu_periods,json=cpuPeriods,proto3" json:"cpu_periods,omitempty"`
+	CpuThrottledPeriods    uint64                 `protobuf:"varint,12,opt,name=cpu_throttled_periods,json=cpuThrottledPeriods,proto3" json:"cpu_throttled_periods,omitempty"`
+	CpuThrottledNanos      uint64                 `protobuf:"varint,13,opt,name=cpu_throttled_nanos,json=cpuThrottledNanos,proto3" json:"cpu_throttled_nanos,omitempty"`
+	MemoryCacheBytes       uint64                 `protobuf:"varint,14,opt,name=memory_cache_bytes,json=memoryCacheBytes,proto3" json:"memory_cache_bytes,omitempty"`
+	MemoryMappedFileBytes  uint64                 `protobuf:"varint,15,opt,name=memory_mapped_file_bytes,json=memoryMappedFileBytes,proto3" json:"memory_mapped_file_bytes,omitempty"`
+	MemorySwapBytes        uint64                 `protobuf:"varint,16,opt,name=memory_swap_bytes,json=memorySwapBytes,proto3" json:"memory_swap_bytes,omitempty"`
+	MemoryMaxUsageBytes    uint64                 `protobuf:"varint,17,opt,name=memory_max_usage_bytes,json=memoryMaxUsageBytes,proto3" json:"memory_max_usage_bytes,omitempty"`
+	MemoryFailcnt          uint64                 `protobuf:"varint,18,opt,name=memory_failcnt,json=memoryFailcnt,proto3" json:"memory_failcnt,omitempty"`
+	// 0: no limit.
+	MemoryLimitBytes uint64 `protobuf:"varint,19,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
+	OomEvents        uint64 `protobuf:"varint,20,opt,name=oom_events,json=oomEvents,proto3" json:"oom_events,omitempty"`
+	// 0: no limit.
+	PidsLimit     uint64 `protobuf:"varint,21,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatsResponse) Reset() {
@@ -1195,6 +1210,440 @@ func (x *StatsResponse) GetPidsCurrent() uint64 {
 	return 0
 }
 
+func (x *StatsResponse) GetCpuUserNanos() uint64 {
+	if x != nil {
+		return x.CpuUserNanos
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetCpuSystemNanos() uint64 {
+	if x != nil {
+		return x.CpuSystemNanos
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetCpuPeriods() uint64 {
+	if x != nil {
+		return x.CpuPeriods
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetCpuThrottledPeriods() uint64 {
+	if x != nil {
+		return x.CpuThrottledPeriods
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetCpuThrottledNanos() uint64 {
+	if x != nil {
+		return x.CpuThrottledNanos
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetMemoryCacheBytes() uint64 {
+	if x != nil {
+		return x.MemoryCacheBytes
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetMemoryMappedFileBytes() uint64 {
+	if x != nil {
+		return x.MemoryMappedFileBytes
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetMemorySwapBytes() uint64 {
+	if x != nil {
+		return x.MemorySwapBytes
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetMemoryMaxUsageBytes() uint64 {
+	if x != nil {
+		return x.MemoryMaxUsageBytes
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetMemoryFailcnt() uint64 {
+	if x != nil {
+		return x.MemoryFailcnt
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetMemoryLimitBytes() uint64 {
+	if x != nil {
+		return x.MemoryLimitBytes
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetOomEvents() uint64 {
+	if x != nil {
+		return x.OomEvents
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetPidsLimit() uint64 {
+	if x != nil {
+		return x.PidsLimit
+	}
+	return 0
+}
+
+type SandboxStatsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Options   *RuntimeOptions        `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	Handle    []byte                 `protobuf:"bytes,3,opt,name=handle,proto3" json:"handle,omitempty"`
+	// The pod's cgroup parent: a cgroupfs path ("/kubepods/pod1") or a
+	// systemd slice ("kubepods-pod1.slice").
+	CgroupParent  string `protobuf:"bytes,4,opt,name=cgroup_parent,json=cgroupParent,proto3" json:"cgroup_parent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SandboxStatsRequest) Reset() {
+	*x = SandboxStatsRequest{}
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SandboxStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SandboxStatsRequest) ProtoMessage() {}
+
+func (x *SandboxStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SandboxStatsRequest.ProtoReflect.Descriptor instead.
+func (*SandboxStatsRequest) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SandboxStatsRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *SandboxStatsRequest) GetOptions() *RuntimeOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *SandboxStatsRequest) GetHandle() []byte {
+	if x != nil {
+		return x.Handle
+	}
+	return nil
+}
+
+func (x *SandboxStatsRequest) GetCgroupParent() string {
+	if x != nil {
+		return x.CgroupParent
+	}
+	return ""
+}
+
+type SandboxStatsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Usage         *StatsResponse         `protobuf:"bytes,1,opt,name=usage,proto3" json:"usage,omitempty"`
+	Interfaces    []*InterfaceStats      `protobuf:"bytes,2,rep,name=interfaces,proto3" json:"interfaces,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SandboxStatsResponse) Reset() {
+	*x = SandboxStatsResponse{}
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SandboxStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SandboxStatsResponse) ProtoMessage() {}
+
+func (x *SandboxStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SandboxStatsResponse.ProtoReflect.Descriptor instead.
+func (*SandboxStatsResponse) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SandboxStatsResponse) GetUsage() *StatsResponse {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *SandboxStatsResponse) GetInterfaces() []*InterfaceStats {
+	if x != nil {
+		return x.Interfaces
+	}
+	return nil
+}
+
+type InterfaceStats struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RxBytes       uint64                 `protobuf:"varint,2,opt,name=rx_bytes,json=rxBytes,proto3" json:"rx_bytes,omitempty"`
+	RxPackets     uint64                 `protobuf:"varint,3,opt,name=rx_packets,json=rxPackets,proto3" json:"rx_packets,omitempty"`
+	RxErrors      uint64                 `protobuf:"varint,4,opt,name=rx_errors,json=rxErrors,proto3" json:"rx_errors,omitempty"`
+	RxDropped     uint64                 `protobuf:"varint,5,opt,name=rx_dropped,json=rxDropped,proto3" json:"rx_dropped,omitempty"`
+	TxBytes       uint64                 `protobuf:"varint,6,opt,name=tx_bytes,json=txBytes,proto3" json:"tx_bytes,omitempty"`
+	TxPackets     uint64                 `protobuf:"varint,7,opt,name=tx_packets,json=txPackets,proto3" json:"tx_packets,omitempty"`
+	TxErrors      uint64                 `protobuf:"varint,8,opt,name=tx_errors,json=txErrors,proto3" json:"tx_errors,omitempty"`
+	TxDropped     uint64                 `protobuf:"varint,9,opt,name=tx_dropped,json=txDropped,proto3" json:"tx_dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InterfaceStats) Reset() {
+	*x = InterfaceStats{}
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InterfaceStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InterfaceStats) ProtoMessage() {}
+
+func (x *InterfaceStats) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InterfaceStats.ProtoReflect.Descriptor instead.
+func (*InterfaceStats) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *InterfaceStats) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *InterfaceStats) GetRxBytes() uint64 {
+	if x != nil {
+		return x.RxBytes
+	}
+	return 0
+}
+
+func (x *InterfaceStats) GetRxPackets() uint64 {
+	if x != nil {
+		return x.RxPackets
+	}
+	return 0
+}
+
+func (x *InterfaceStats) GetRxErrors() uint64 {
+	if x != nil {
+		return x.RxErrors
+	}
+	return 0
+}
+
+func (x *InterfaceStats) GetRxDropped() uint64 {
+	if x != nil {
+		return x.RxDropped
+	}
+	return 0
+}
+
+func (x *InterfaceStats) GetTxBytes() uint64 {
+	if x != nil {
+		return x.TxBytes
+	}
+	return 0
+}
+
+func (x *InterfaceStats) GetTxPackets() uint64 {
+	if x != nil {
+		return x.TxPackets
+	}
+	return 0
+}
+
+func (x *InterfaceStats) GetTxErrors() uint64 {
+	if x != nil {
+		return x.TxErrors
+	}
+	return 0
+}
+
+func (x *InterfaceStats) GetTxDropped() uint64 {
+	if x != nil {
+		return x.TxDropped
+	}
+	return 0
+}
+
+type UpdateSandboxRequest struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId    string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Options      *RuntimeOptions        `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	Handle       []byte                 `protobuf:"bytes,3,opt,name=handle,proto3" json:"handle,omitempty"`
+	CgroupParent string                 `protobuf:"bytes,4,opt,name=cgroup_parent,json=cgroupParent,proto3" json:"cgroup_parent,omitempty"`
+	// OCI LinuxResources (JSON).
+	ResourcesJson []byte `protobuf:"bytes,5,opt,name=resources_json,json=resourcesJson,proto3" json:"resources_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSandboxRequest) Reset() {
+	*x = UpdateSandboxRequest{}
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSandboxRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSandboxRequest) ProtoMessage() {}
+
+func (x *UpdateSandboxRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSandboxRequest.ProtoReflect.Descriptor instead.
+func (*UpdateSandboxRequest) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *UpdateSandboxRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *UpdateSandboxRequest) GetOptions() *RuntimeOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *UpdateSandboxRequest) GetHandle() []byte {
+	if x != nil {
+		return x.Handle
+	}
+	return nil
+}
+
+func (x *UpdateSandboxRequest) GetCgroupParent() string {
+	if x != nil {
+		return x.CgroupParent
+	}
+	return ""
+}
+
+func (x *UpdateSandboxRequest) GetResourcesJson() []byte {
+	if x != nil {
+		return x.ResourcesJson
+	}
+	return nil
+}
+
+type UpdateSandboxResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSandboxResponse) Reset() {
+	*x = UpdateSandboxResponse{}
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSandboxResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSandboxResponse) ProtoMessage() {}
+
+func (x *UpdateSandboxResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSandboxResponse.ProtoReflect.Descriptor instead.
+func (*UpdateSandboxResponse) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{25}
+}
+
 type ExecInput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Input:
@@ -1210,7 +1659,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[21]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1671,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[21]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1684,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{21}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ExecInput) GetInput() isExecInput_Input {
@@ -1326,7 +1775,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[22]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1787,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[22]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1800,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{22}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ExecStart) GetContainerId() string {
@@ -1406,7 +1855,7 @@ type TerminalSize struct {
 
 func (x *TerminalSize) Reset() {
 	*x = TerminalSize{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[23]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1867,7 @@ func (x *TerminalSize) String() string {
 func (*TerminalSize) ProtoMessage() {}
 
 func (x *TerminalSize) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[23]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1880,7 @@ func (x *TerminalSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
 func (*TerminalSize) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{23}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TerminalSize) GetWidth() uint32 {
@@ -1462,7 +1911,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[24]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1474,7 +1923,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[24]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1487,7 +1936,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{24}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ExecOutput) GetOutput() isExecOutput_Output {
@@ -1556,7 +2005,7 @@ type ExecExit struct {
 
 func (x *ExecExit) Reset() {
 	*x = ExecExit{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[25]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +2017,7 @@ func (x *ExecExit) String() string {
 func (*ExecExit) ProtoMessage() {}
 
 func (x *ExecExit) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[25]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +2030,7 @@ func (x *ExecExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecExit.ProtoReflect.Descriptor instead.
 func (*ExecExit) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{25}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ExecExit) GetExitCode() int32 {
@@ -1614,7 +2063,7 @@ type CreateCommandRequest struct {
 
 func (x *CreateCommandRequest) Reset() {
 	*x = CreateCommandRequest{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[26]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +2075,7 @@ func (x *CreateCommandRequest) String() string {
 func (*CreateCommandRequest) ProtoMessage() {}
 
 func (x *CreateCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[26]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +2088,7 @@ func (x *CreateCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCommandRequest.ProtoReflect.Descriptor instead.
 func (*CreateCommandRequest) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{26}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateCommandRequest) GetContainerId() string {
@@ -1696,7 +2145,7 @@ type CreateCommandResponse struct {
 
 func (x *CreateCommandResponse) Reset() {
 	*x = CreateCommandResponse{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +2157,7 @@ func (x *CreateCommandResponse) String() string {
 func (*CreateCommandResponse) ProtoMessage() {}
 
 func (x *CreateCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +2170,7 @@ func (x *CreateCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCommandResponse.ProtoReflect.Descriptor instead.
 func (*CreateCommandResponse) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateCommandResponse) GetArgv() []string {
@@ -1818,7 +2267,7 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x0eUpdateResponse\"m\n" +
 	"\fStatsRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12:\n" +
-	"\aoptions\x18\x02 \x01(\v2 .berth.runtime.v1.RuntimeOptionsR\aoptions\"\x96\x03\n" +
+	"\aoptions\x18\x02 \x01(\v2 .berth.runtime.v1.RuntimeOptionsR\aoptions\"\xc6\a\n" +
 	"\rStatsResponse\x12.\n" +
 	"\x13timestamp_unix_nano\x18\x01 \x01(\x03R\x11timestampUnixNano\x12:\n" +
 	"\x1acpu_usage_nano_cores_total\x18\x02 \x01(\x04R\x16cpuUsageNanoCoresTotal\x127\n" +
@@ -1827,7 +2276,57 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x10memory_rss_bytes\x18\x05 \x01(\x04R\x0ememoryRssBytes\x12,\n" +
 	"\x12memory_page_faults\x18\x06 \x01(\x04R\x10memoryPageFaults\x127\n" +
 	"\x18memory_major_page_faults\x18\a \x01(\x04R\x15memoryMajorPageFaults\x12!\n" +
-	"\fpids_current\x18\b \x01(\x04R\vpidsCurrent\"\xbe\x01\n" +
+	"\fpids_current\x18\b \x01(\x04R\vpidsCurrent\x12$\n" +
+	"\x0ecpu_user_nanos\x18\t \x01(\x04R\fcpuUserNanos\x12(\n" +
+	"\x10cpu_system_nanos\x18\n" +
+	" \x01(\x04R\x0ecpuSystemNanos\x12\x1f\n" +
+	"\vcpu_periods\x18\v \x01(\x04R\n" +
+	"cpuPeriods\x122\n" +
+	"\x15cpu_throttled_periods\x18\f \x01(\x04R\x13cpuThrottledPeriods\x12.\n" +
+	"\x13cpu_throttled_nanos\x18\r \x01(\x04R\x11cpuThrottledNanos\x12,\n" +
+	"\x12memory_cache_bytes\x18\x0e \x01(\x04R\x10memoryCacheBytes\x127\n" +
+	"\x18memory_mapped_file_bytes\x18\x0f \x01(\x04R\x15memoryMappedFileBytes\x12*\n" +
+	"\x11memory_swap_bytes\x18\x10 \x01(\x04R\x0fmemorySwapBytes\x123\n" +
+	"\x16memory_max_usage_bytes\x18\x11 \x01(\x04R\x13memoryMaxUsageBytes\x12%\n" +
+	"\x0ememory_failcnt\x18\x12 \x01(\x04R\rmemoryFailcnt\x12,\n" +
+	"\x12memory_limit_bytes\x18\x13 \x01(\x04R\x10memoryLimitBytes\x12\x1d\n" +
+	"\n" +
+	"oom_events\x18\x14 \x01(\x04R\toomEvents\x12\x1d\n" +
+	"\n" +
+	"pids_limit\x18\x15 \x01(\x04R\tpidsLimit\"\xad\x01\n" +
+	"\x13SandboxStatsRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12:\n" +
+	"\aoptions\x18\x02 \x01(\v2 .berth.runtime.v1.RuntimeOptionsR\aoptions\x12\x16\n" +
+	"\x06handle\x18\x03 \x01(\fR\x06handle\x12#\n" +
+	"\rcgroup_parent\x18\x04 \x01(\tR\fcgroupParent\"\x8f\x01\n" +
+	"\x14SandboxStatsResponse\x125\n" +
+	"\x05usage\x18\x01 \x01(\v2\x1f.berth.runtime.v1.StatsResponseR\x05usage\x12@\n" +
+	"\n" +
+	"interfaces\x18\x02 \x03(\v2 .berth.runtime.v1.InterfaceStatsR\n" +
+	"interfaces\"\x90\x02\n" +
+	"\x0eInterfaceStats\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\brx_bytes\x18\x02 \x01(\x04R\arxBytes\x12\x1d\n" +
+	"\n" +
+	"rx_packets\x18\x03 \x01(\x04R\trxPackets\x12\x1b\n" +
+	"\trx_errors\x18\x04 \x01(\x04R\brxErrors\x12\x1d\n" +
+	"\n" +
+	"rx_dropped\x18\x05 \x01(\x04R\trxDropped\x12\x19\n" +
+	"\btx_bytes\x18\x06 \x01(\x04R\atxBytes\x12\x1d\n" +
+	"\n" +
+	"tx_packets\x18\a \x01(\x04R\ttxPackets\x12\x1b\n" +
+	"\ttx_errors\x18\b \x01(\x04R\btxErrors\x12\x1d\n" +
+	"\n" +
+	"tx_dropped\x18\t \x01(\x04R\ttxDropped\"\xd5\x01\n" +
+	"\x14UpdateSandboxRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12:\n" +
+	"\aoptions\x18\x02 \x01(\v2 .berth.runtime.v1.RuntimeOptionsR\aoptions\x12\x16\n" +
+	"\x06handle\x18\x03 \x01(\fR\x06handle\x12#\n" +
+	"\rcgroup_parent\x18\x04 \x01(\tR\fcgroupParent\x12%\n" +
+	"\x0eresources_json\x18\x05 \x01(\fR\rresourcesJson\"\x17\n" +
+	"\x15UpdateSandboxResponse\"\xbe\x01\n" +
 	"\tExecInput\x123\n" +
 	"\x05start\x18\x01 \x01(\v2\x1b.berth.runtime.v1.ExecStartH\x00R\x05start\x12\x16\n" +
 	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x128\n" +
@@ -1864,7 +2363,7 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\bpid_file\x18\x06 \x01(\tR\apidFile\"=\n" +
 	"\x15CreateCommandResponse\x12\x12\n" +
 	"\x04argv\x18\x01 \x03(\tR\x04argv\x12\x10\n" +
-	"\x03env\x18\x02 \x03(\tR\x03env2\xde\a\n" +
+	"\x03env\x18\x02 \x03(\tR\x03env2\x9f\t\n" +
 	"\aRuntime\x12`\n" +
 	"\rCreateSandbox\x12&.berth.runtime.v1.CreateSandboxRequest\x1a'.berth.runtime.v1.CreateSandboxResponse\x12Z\n" +
 	"\vStopSandbox\x12$.berth.runtime.v1.StopSandboxRequest\x1a%.berth.runtime.v1.StopSandboxResponse\x12`\n" +
@@ -1875,7 +2374,9 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x06Delete\x12\x1f.berth.runtime.v1.DeleteRequest\x1a .berth.runtime.v1.DeleteResponse\x12H\n" +
 	"\x05State\x12\x1e.berth.runtime.v1.StateRequest\x1a\x1f.berth.runtime.v1.StateResponse\x12K\n" +
 	"\x06Update\x12\x1f.berth.runtime.v1.UpdateRequest\x1a .berth.runtime.v1.UpdateResponse\x12H\n" +
-	"\x05Stats\x12\x1e.berth.runtime.v1.StatsRequest\x1a\x1f.berth.runtime.v1.StatsResponse\x12`\n" +
+	"\x05Stats\x12\x1e.berth.runtime.v1.StatsRequest\x1a\x1f.berth.runtime.v1.StatsResponse\x12]\n" +
+	"\fSandboxStats\x12%.berth.runtime.v1.SandboxStatsRequest\x1a&.berth.runtime.v1.SandboxStatsResponse\x12`\n" +
+	"\rUpdateSandbox\x12&.berth.runtime.v1.UpdateSandboxRequest\x1a'.berth.runtime.v1.UpdateSandboxResponse\x12`\n" +
 	"\rCreateCommand\x12&.berth.runtime.v1.CreateCommandRequest\x1a'.berth.runtime.v1.CreateCommandResponse\x12E\n" +
 	"\x04Exec\x12\x1b.berth.runtime.v1.ExecInput\x1a\x1c.berth.runtime.v1.ExecOutput(\x010\x01B;Z9github.com/berth-cri/berth/sdk/proto/runtime/v1;runtimev1b\x06proto3"
 
@@ -1891,7 +2392,7 @@ func file_proto_runtime_v1_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_runtime_v1_runtime_proto_rawDescData
 }
 
-var file_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(*RuntimeOptions)(nil),        // 0: berth.runtime.v1.RuntimeOptions
 	(*CreateSandboxRequest)(nil),  // 1: berth.runtime.v1.CreateSandboxRequest
@@ -1914,21 +2415,26 @@ var file_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(*UpdateResponse)(nil),        // 18: berth.runtime.v1.UpdateResponse
 	(*StatsRequest)(nil),          // 19: berth.runtime.v1.StatsRequest
 	(*StatsResponse)(nil),         // 20: berth.runtime.v1.StatsResponse
-	(*ExecInput)(nil),             // 21: berth.runtime.v1.ExecInput
-	(*ExecStart)(nil),             // 22: berth.runtime.v1.ExecStart
-	(*TerminalSize)(nil),          // 23: berth.runtime.v1.TerminalSize
-	(*ExecOutput)(nil),            // 24: berth.runtime.v1.ExecOutput
-	(*ExecExit)(nil),              // 25: berth.runtime.v1.ExecExit
-	(*CreateCommandRequest)(nil),  // 26: berth.runtime.v1.CreateCommandRequest
-	(*CreateCommandResponse)(nil), // 27: berth.runtime.v1.CreateCommandResponse
-	nil,                           // 28: berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
-	nil,                           // 29: berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
-	nil,                           // 30: berth.runtime.v1.StateResponse.AnnotationsEntry
+	(*SandboxStatsRequest)(nil),   // 21: berth.runtime.v1.SandboxStatsRequest
+	(*SandboxStatsResponse)(nil),  // 22: berth.runtime.v1.SandboxStatsResponse
+	(*InterfaceStats)(nil),        // 23: berth.runtime.v1.InterfaceStats
+	(*UpdateSandboxRequest)(nil),  // 24: berth.runtime.v1.UpdateSandboxRequest
+	(*UpdateSandboxResponse)(nil), // 25: berth.runtime.v1.UpdateSandboxResponse
+	(*ExecInput)(nil),             // 26: berth.runtime.v1.ExecInput
+	(*ExecStart)(nil),             // 27: berth.runtime.v1.ExecStart
+	(*TerminalSize)(nil),          // 28: berth.runtime.v1.TerminalSize
+	(*ExecOutput)(nil),            // 29: berth.runtime.v1.ExecOutput
+	(*ExecExit)(nil),              // 30: berth.runtime.v1.ExecExit
+	(*CreateCommandRequest)(nil),  // 31: berth.runtime.v1.CreateCommandRequest
+	(*CreateCommandResponse)(nil), // 32: berth.runtime.v1.CreateCommandResponse
+	nil,                           // 33: berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
+	nil,                           // 34: berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
+	nil,                           // 35: berth.runtime.v1.StateResponse.AnnotationsEntry
 }
 var file_proto_runtime_v1_runtime_proto_depIdxs = []int32{
 	0,  // 0: berth.runtime.v1.CreateSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	28, // 1: berth.runtime.v1.CreateSandboxRequest.annotations:type_name -> berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
-	29, // 2: berth.runtime.v1.CreateSandboxResponse.namespace_paths:type_name -> berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
+	33, // 1: berth.runtime.v1.CreateSandboxRequest.annotations:type_name -> berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
+	34, // 2: berth.runtime.v1.CreateSandboxResponse.namespace_paths:type_name -> berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
 	0,  // 3: berth.runtime.v1.StopSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 4: berth.runtime.v1.RemoveSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 5: berth.runtime.v1.CreateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
@@ -1936,43 +2442,51 @@ var file_proto_runtime_v1_runtime_proto_depIdxs = []int32{
 	0,  // 7: berth.runtime.v1.KillRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 8: berth.runtime.v1.DeleteRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 9: berth.runtime.v1.StateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	30, // 10: berth.runtime.v1.StateResponse.annotations:type_name -> berth.runtime.v1.StateResponse.AnnotationsEntry
+	35, // 10: berth.runtime.v1.StateResponse.annotations:type_name -> berth.runtime.v1.StateResponse.AnnotationsEntry
 	0,  // 11: berth.runtime.v1.UpdateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 12: berth.runtime.v1.StatsRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	22, // 13: berth.runtime.v1.ExecInput.start:type_name -> berth.runtime.v1.ExecStart
-	23, // 14: berth.runtime.v1.ExecInput.resize:type_name -> berth.runtime.v1.TerminalSize
-	0,  // 15: berth.runtime.v1.ExecStart.options:type_name -> berth.runtime.v1.RuntimeOptions
-	25, // 16: berth.runtime.v1.ExecOutput.exit:type_name -> berth.runtime.v1.ExecExit
-	0,  // 17: berth.runtime.v1.CreateCommandRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	1,  // 18: berth.runtime.v1.Runtime.CreateSandbox:input_type -> berth.runtime.v1.CreateSandboxRequest
-	3,  // 19: berth.runtime.v1.Runtime.StopSandbox:input_type -> berth.runtime.v1.StopSandboxRequest
-	5,  // 20: berth.runtime.v1.Runtime.RemoveSandbox:input_type -> berth.runtime.v1.RemoveSandboxRequest
-	7,  // 21: berth.runtime.v1.Runtime.Create:input_type -> berth.runtime.v1.CreateRequest
-	9,  // 22: berth.runtime.v1.Runtime.Start:input_type -> berth.runtime.v1.StartRequest
-	11, // 23: berth.runtime.v1.Runtime.Kill:input_type -> berth.runtime.v1.KillRequest
-	13, // 24: berth.runtime.v1.Runtime.Delete:input_type -> berth.runtime.v1.DeleteRequest
-	15, // 25: berth.runtime.v1.Runtime.State:input_type -> berth.runtime.v1.StateRequest
-	17, // 26: berth.runtime.v1.Runtime.Update:input_type -> berth.runtime.v1.UpdateRequest
-	19, // 27: berth.runtime.v1.Runtime.Stats:input_type -> berth.runtime.v1.StatsRequest
-	26, // 28: berth.runtime.v1.Runtime.CreateCommand:input_type -> berth.runtime.v1.CreateCommandRequest
-	21, // 29: berth.runtime.v1.Runtime.Exec:input_type -> berth.runtime.v1.ExecInput
-	2,  // 30: berth.runtime.v1.Runtime.CreateSandbox:output_type -> berth.runtime.v1.CreateSandboxResponse
-	4,  // 31: berth.runtime.v1.Runtime.StopSandbox:output_type -> berth.runtime.v1.StopSandboxResponse
-	6,  // 32: berth.runtime.v1.Runtime.RemoveSandbox:output_type -> berth.runtime.v1.RemoveSandboxResponse
-	8,  // 33: berth.runtime.v1.Runtime.Create:output_type -> berth.runtime.v1.CreateResponse
-	10, // 34: berth.runtime.v1.Runtime.Start:output_type -> berth.runtime.v1.StartResponse
-	12, // 35: berth.runtime.v1.Runtime.Kill:output_type -> berth.runtime.v1.KillResponse
-	14, // 36: berth.runtime.v1.Runtime.Delete:output_type -> berth.runtime.v1.DeleteResponse
-	16, // 37: berth.runtime.v1.Runtime.State:output_type -> berth.runtime.v1.StateResponse
-	18, // 38: berth.runtime.v1.Runtime.Update:output_type -> berth.runtime.v1.UpdateResponse
-	20, // 39: berth.runtime.v1.Runtime.Stats:output_type -> berth.runtime.v1.StatsResponse
-	27, // 40: berth.runtime.v1.Runtime.CreateCommand:output_type -> berth.runtime.v1.CreateCommandResponse
-	24, // 41: berth.runtime.v1.Runtime.Exec:output_type -> berth.runtime.v1.ExecOutput
-	30, // [30:42] is the sub-list for method output_type
-	18, // [18:30] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	0,  // 13: berth.runtime.v1.SandboxStatsRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
+	20, // 14: berth.runtime.v1.SandboxStatsResponse.usage:type_name -> berth.runtime.v1.StatsResponse
+	23, // 15: berth.runtime.v1.SandboxStatsResponse.interfaces:type_name -> berth.runtime.v1.InterfaceStats
+	0,  // 16: berth.runtime.v1.UpdateSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
+	27, // 17: berth.runtime.v1.ExecInput.start:type_name -> berth.runtime.v1.ExecStart
+	28, // 18: berth.runtime.v1.ExecInput.resize:type_name -> berth.runtime.v1.TerminalSize
+	0,  // 19: berth.runtime.v1.ExecStart.options:type_name -> berth.runtime.v1.RuntimeOptions
+	30, // 20: berth.runtime.v1.ExecOutput.exit:type_name -> berth.runtime.v1.ExecExit
+	0,  // 21: berth.runtime.v1.CreateCommandRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
+	1,  // 22: berth.runtime.v1.Runtime.CreateSandbox:input_type -> berth.runtime.v1.CreateSandboxRequest
+	3,  // 23: berth.runtime.v1.Runtime.StopSandbox:input_type -> berth.runtime.v1.StopSandboxRequest
+	5,  // 24: berth.runtime.v1.Runtime.RemoveSandbox:input_type -> berth.runtime.v1.RemoveSandboxRequest
+	7,  // 25: berth.runtime.v1.Runtime.Create:input_type -> berth.runtime.v1.CreateRequest
+	9,  // 26: berth.runtime.v1.Runtime.Start:input_type -> berth.runtime.v1.StartRequest
+	11, // 27: berth.runtime.v1.Runtime.Kill:input_type -> berth.runtime.v1.KillRequest
+	13, // 28: berth.runtime.v1.Runtime.Delete:input_type -> berth.runtime.v1.DeleteRequest
+	15, // 29: berth.runtime.v1.Runtime.State:input_type -> berth.runtime.v1.StateRequest
+	17, // 30: berth.runtime.v1.Runtime.Update:input_type -> berth.runtime.v1.UpdateRequest
+	19, // 31: berth.runtime.v1.Runtime.Stats:input_type -> berth.runtime.v1.StatsRequest
+	21, // 32: berth.runtime.v1.Runtime.SandboxStats:input_type -> berth.runtime.v1.SandboxStatsRequest
+	24, // 33: berth.runtime.v1.Runtime.UpdateSandbox:input_type -> berth.runtime.v1.UpdateSandboxRequest
+	31, // 34: berth.runtime.v1.Runtime.CreateCommand:input_type -> berth.runtime.v1.CreateCommandRequest
+	26, // 35: berth.runtime.v1.Runtime.Exec:input_type -> berth.runtime.v1.ExecInput
+	2,  // 36: berth.runtime.v1.Runtime.CreateSandbox:output_type -> berth.runtime.v1.CreateSandboxResponse
+	4,  // 37: berth.runtime.v1.Runtime.StopSandbox:output_type -> berth.runtime.v1.StopSandboxResponse
+	6,  // 38: berth.runtime.v1.Runtime.RemoveSandbox:output_type -> berth.runtime.v1.RemoveSandboxResponse
+	8,  // 39: berth.runtime.v1.Runtime.Create:output_type -> berth.runtime.v1.CreateResponse
+	10, // 40: berth.runtime.v1.Runtime.Start:output_type -> berth.runtime.v1.StartResponse
+	12, // 41: berth.runtime.v1.Runtime.Kill:output_type -> berth.runtime.v1.KillResponse
+	14, // 42: berth.runtime.v1.Runtime.Delete:output_type -> berth.runtime.v1.DeleteResponse
+	16, // 43: berth.runtime.v1.Runtime.State:output_type -> berth.runtime.v1.StateResponse
+	18, // 44: berth.runtime.v1.Runtime.Update:output_type -> berth.runtime.v1.UpdateResponse
+	20, // 45: berth.runtime.v1.Runtime.Stats:output_type -> berth.runtime.v1.StatsResponse
+	22, // 46: berth.runtime.v1.Runtime.SandboxStats:output_type -> berth.runtime.v1.SandboxStatsResponse
+	25, // 47: berth.runtime.v1.Runtime.UpdateSandbox:output_type -> berth.runtime.v1.UpdateSandboxResponse
+	32, // 48: berth.runtime.v1.Runtime.CreateCommand:output_type -> berth.runtime.v1.CreateCommandResponse
+	29, // 49: berth.runtime.v1.Runtime.Exec:output_type -> berth.runtime.v1.ExecOutput
+	36, // [36:50] is the sub-list for method output_type
+	22, // [22:36] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_proto_runtime_v1_runtime_proto_init() }
@@ -1980,13 +2494,13 @@ func file_proto_runtime_v1_runtime_proto_init() {
 	if File_proto_runtime_v1_runtime_proto != nil {
 		return
 	}
-	file_proto_runtime_v1_runtime_proto_msgTypes[21].OneofWrappers = []any{
+	file_proto_runtime_v1_runtime_proto_msgTypes[26].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),
 		(*ExecInput_Stdin)(nil),
 		(*ExecInput_Resize)(nil),
 		(*ExecInput_CloseStdin)(nil),
 	}
-	file_proto_runtime_v1_runtime_proto_msgTypes[24].OneofWrappers = []any{
+	file_proto_runtime_v1_runtime_proto_msgTypes[29].OneofWrappers = []any{
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_Exit)(nil),
@@ -1997,7 +2511,7 @@ func file_proto_runtime_v1_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_runtime_v1_runtime_proto_rawDesc), len(file_proto_runtime_v1_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,8 @@ const (
 	Runtime_State_FullMethodName         = "/berth.runtime.v1.Runtime/State"
 	Runtime_Update_FullMethodName        = "/berth.runtime.v1.Runtime/Update"
 	Runtime_Stats_FullMethodName         = "/berth.runtime.v1.Runtime/Stats"
+	Runtime_SandboxStats_FullMethodName  = "/berth.runtime.v1.Runtime/SandboxStats"
+	Runtime_UpdateSandbox_FullMethodName = "/berth.runtime.v1.Runtime/UpdateSandbox"
 	Runtime_CreateCommand_FullMethodName = "/berth.runtime.v1.Runtime/CreateCommand"
 	Runtime_Exec_FullMethodName          = "/berth.runtime.v1.Runtime/Exec"
 )
@@ -62,6 +64,13 @@ type RuntimeClient interface {
 	// Update changes the container's Linux resources.
 	Update(ctx context.Context, in *UpdateRequest, opts ...grpc.CallOption) (*UpdateResponse, error)
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
+	// SandboxStats reports the usage of the whole sandbox: its cgroup parent
+	// (every container and the pod's own processes) and the network
+	// interfaces of its network namespace.
+	SandboxStats(ctx context.Context, in *SandboxStatsRequest, opts ...grpc.CallOption) (*SandboxStatsResponse, error)
+	// UpdateSandbox applies pod-level Linux resources to the sandbox's cgroup
+	// parent.
+	UpdateSandbox(ctx context.Context, in *UpdateSandboxRequest, opts ...grpc.CallOption) (*UpdateSandboxResponse, error)
 	// CreateCommand returns the command that creates a container from its
 	// bundle, for the monitor to run: the monitor becomes the parent of the
 	// container's init (to collect its exit status) and owns its stdio. The
@@ -182,6 +191,26 @@ func (c *runtimeClient) Stats(ctx context.Context, in *StatsRequest, opts ...grp
 	return out, nil
 }
 
+func (c *runtimeClient) SandboxStats(ctx context.Context, in *SandboxStatsRequest, opts ...grpc.CallOption) (*SandboxStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SandboxStatsResponse)
+	err := c.cc.Invoke(ctx, Runtime_SandboxStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runtimeClient) UpdateSandbox(ctx context.Context, in *UpdateSandboxRequest, opts ...grpc.CallOption) (*UpdateSandboxResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateSandboxResponse)
+	err := c.cc.Invoke(ctx, Runtime_UpdateSandbox_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *runtimeClient) CreateCommand(ctx context.Context, in *CreateCommandRequest, opts ...grpc.CallOption) (*CreateCommandResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateCommandResponse)
@@ -226,6 +255,13 @@ type RuntimeServer interface {
 	// Update changes the container's Linux resources.
 	Update(context.Context, *UpdateRequest) (*UpdateResponse, error)
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
+	// SandboxStats reports the usage of the whole sandbox: its cgroup parent
+	// (every container and the pod's own processes) and the network
+	// interfaces of its network namespace.
+	SandboxStats(context.Context, *SandboxStatsRequest) (*SandboxStatsResponse, error)
+	// UpdateSandbox applies pod-level Linux resources to the sandbox's cgroup
+	// parent.
+	UpdateSandbox(context.Context, *UpdateSandboxRequest) (*UpdateSandboxResponse, error)
 	// CreateCommand returns the command that creates a container from its
 	// bundle, for the monitor to run: the monitor becomes the parent of the
 	// container's init (to collect its exit status) and owns its stdio. The
@@ -275,6 +311,12 @@ func (UnimplementedRuntimeServer) Update(context.Context, *UpdateRequest) (*Upda
 }
 func (UnimplementedRuntimeServer) Stats(context.Context, *StatsRequest) (*StatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
+}
+func (UnimplementedRuntimeServer) SandboxStats(context.Context, *SandboxStatsRequest) (*SandboxStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SandboxStats not implemented")
+}
+func (UnimplementedRuntimeServer) UpdateSandbox(context.Context, *UpdateSandboxRequest) (*UpdateSandboxResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateSandbox not implemented")
 }
 func (UnimplementedRuntimeServer) CreateCommand(context.Context, *CreateCommandRequest) (*CreateCommandResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateCommand not implemented")
@@ -483,6 +525,42 @@ func _Runtime_Stats_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Runtime_SandboxStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SandboxStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuntimeServer).SandboxStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Runtime_SandboxStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuntimeServer).SandboxStats(ctx, req.(*SandboxStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Runtime_UpdateSandbox_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateSandboxRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuntimeServer).UpdateSandbox(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Runtime_UpdateSandbox_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuntimeServer).UpdateSandbox(ctx, req.(*UpdateSandboxRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Runtime_CreateCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateCommandRequest)
 	if err := dec(in); err != nil {
@@ -554,6 +632,14 @@ var Runtime_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Stats",
 			Handler:    _Runtime_Stats_Handler,
+		},
+		{
+			MethodName: "SandboxStats",
+			Handler:    _Runtime_SandboxStats_Handler,
+		},
+		{
+			MethodName: "UpdateSandbox",
+			Handler:    _Runtime_UpdateSandbox_Handler,
 		},
 		{
 			MethodName: "CreateCommand",

@@ -1,0 +1,138 @@
+package runcplugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/berth-cri/berth/plugins/runc/internal/cgroups"
+	"github.com/berth-cri/berth/plugins/runc/internal/sandbox"
+	runtimev1 "github.com/berth-cri/berth/sdk/proto/runtime/v1"
+)
+
+var (
+	hierarchyOnce sync.Once
+	hierarchy     *cgroups.Hierarchy
+	hierarchyErr  error
+)
+
+// cgroupHierarchy detects the host's cgroup mounts once.
+func cgroupHierarchy() (*cgroups.Hierarchy, error) {
+	hierarchyOnce.Do(func() { hierarchy, hierarchyErr = cgroups.Detect() })
+	return hierarchy, hierarchyErr
+}
+
+// podCgroup resolves a sandbox's cgroup parent in the hierarchy.
+func podCgroup(parent string) (*cgroups.Hierarchy, string, error) {
+	if parent == "" {
+		return nil, "", status.Error(codes.InvalidArgument, "cgroup_parent is empty")
+	}
+	path, err := cgroups.ExpandSlice(parent)
+	if err != nil {
+		return nil, "", status.Errorf(codes.InvalidArgument, "cgroup_parent: %v", err)
+	}
+	h, err := cgroupHierarchy()
+	if err != nil {
+		return nil, "", status.Errorf(codes.Internal, "cgroups: %v", err)
+	}
+	return h, path, nil
+}
+
+func statsResponse(s *cgroups.Stats) *runtimev1.StatsResponse {
+	return &runtimev1.StatsResponse{TimestampUnixNano: time.Now().UnixNano(),
+		CpuUsageNanoCoresTotal: s.CPUTotalNanos, CpuUserNanos: s.CPUUserNanos, CpuSystemNanos: s.CPUSystemNanos,
+		CpuPeriods: s.CPUPeriods, CpuThrottledPeriods: s.CPUThrottledPeriods, CpuThrottledNanos: s.CPUThrottledNanos,
+		MemoryWorkingSetBytes: s.MemoryWorkingSet, MemoryUsageBytes: s.MemoryUsage, MemoryRssBytes: s.MemoryRSS,
+		MemoryCacheBytes: s.MemoryCache, MemoryMappedFileBytes: s.MemoryMappedFile, MemorySwapBytes: s.MemorySwap,
+		MemoryMaxUsageBytes: s.MemoryMaxUsage, MemoryFailcnt: s.MemoryFailcnt, MemoryLimitBytes: s.MemoryLimit,
+		MemoryPageFaults: s.PageFaults, MemoryMajorPageFaults: s.MajorPageFaults, OomEvents: s.OOMEvents,
+		PidsCurrent: s.Pids, PidsLimit: s.PidsLimit}
+}
+
+// SandboxStats reads the pod's cgroup parent (its init and every
+// container) and the interfaces of its network namespace. A parent that
+// does not exist yet (no container has started) reports zero usage.
+func (p *Plugin) SandboxStats(ctx context.Context, r *runtimev1.SandboxStatsRequest) (*runtimev1.SandboxStatsResponse, error) {
+	h, path, err := podCgroup(r.GetCgroupParent())
+	if err != nil {
+		return nil, err
+	}
+	st, err := h.ReadStats(path)
+	if errors.Is(err, cgroups.ErrNotFound) {
+		st, err = &cgroups.Stats{}, nil
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "sandbox %s: %v", r.GetSandboxId(), err)
+	}
+	resp := &runtimev1.SandboxStatsResponse{Usage: statsResponse(st)}
+	hd, err := p.handleFor(r.GetSandboxId(), r.GetHandle())
+	if err != nil {
+		return nil, err
+	}
+	if netns := hd.Namespaces[sandbox.NetNS]; netns != "" {
+		ifs, err := sandbox.Interfaces(netns)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "sandbox %s: network statistics: %v", r.GetSandboxId(), err)
+		}
+		for _, i := range ifs {
+			resp.Interfaces = append(resp.Interfaces, &runtimev1.InterfaceStats{Name: i.Name,
+				RxBytes: i.RxBytes, RxPackets: i.RxPackets, RxErrors: i.RxErrors, RxDropped: i.RxDrops,
+				TxBytes: i.TxBytes, TxPackets: i.TxPackets, TxErrors: i.TxErrors, TxDropped: i.TxDrops})
+		}
+	}
+	return resp, nil
+}
+
+// UpdateSandbox applies pod-level limits to the pod's cgroup parent.
+func (p *Plugin) UpdateSandbox(ctx context.Context, r *runtimev1.UpdateSandboxRequest) (*runtimev1.UpdateSandboxResponse, error) {
+	h, path, err := podCgroup(r.GetCgroupParent())
+	if err != nil {
+		return nil, err
+	}
+	var res specs.LinuxResources
+	if err := json.Unmarshal(r.GetResourcesJson(), &res); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "resources_json: %v", err)
+	}
+	var set cgroups.Resources
+	if c := res.CPU; c != nil {
+		if c.Shares != nil {
+			set.CPUShares = *c.Shares
+		}
+		if c.Quota != nil {
+			set.CPUQuota = *c.Quota
+		}
+		if c.Period != nil {
+			set.CPUPeriod = *c.Period
+		}
+		set.CPUSetCPUs, set.CPUSetMems = c.Cpus, c.Mems
+	}
+	if m := res.Memory; m != nil && m.Limit != nil {
+		set.MemoryLimit = *m.Limit
+	}
+	if pl := res.Pids; pl != nil && pl.Limit != nil {
+		set.PidsLimit = *pl.Limit
+	}
+	if err := h.Set(path, set); err != nil {
+		return nil, status.Errorf(codes.Internal, "sandbox %s: %v", r.GetSandboxId(), err)
+	}
+	return &runtimev1.UpdateSandboxResponse{}, nil
+}
+
+// joinPodCgroup moves the pod init into the pod's cgroupfs parent.
+func joinPodCgroup(parent string, pid int) error {
+	h, path, err := podCgroup(parent)
+	if err != nil {
+		return err
+	}
+	if err := h.Join(path, pid); err != nil {
+		return fmt.Errorf("pod init into cgroup %s: %w", parent, err)
+	}
+	return nil
+}
