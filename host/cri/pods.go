@@ -180,7 +180,7 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		u.add(func() { _ = unix.Unmount(shm, unix.MNT_DETACH) })
 	}
 	// The namespaces the pod needs of its own.
-	podSpec := specs.Spec{Hostname: podHostname(cfg), Linux: &specs.Linux{}}
+	podSpec := specs.Spec{Hostname: podHostname(cfg), Linux: &specs.Linux{CgroupsPath: sb.CgroupParent}}
 	if nsOpts.GetNetwork() != runtimeapi.NamespaceMode_NODE {
 		podSpec.Linux.Namespaces = append(podSpec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace}, specs.LinuxNamespace{Type: specs.UTSNamespace})
 	}
@@ -204,6 +204,13 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		_, _ = rtc.RemoveSandbox(context.Background(), &runtimev1.RemoveSandboxRequest{SandboxId: id, Options: opts, Handle: created.GetHandle()})
 	})
 	sb.Namespaces, sb.Handle, sb.InitPID = created.GetNamespacePaths(), created.GetHandle(), int(created.GetInitPid())
+	// Pod-level limits go on a cgroup parent Berth made (kubelet sizes its
+	// own).
+	if res := cfg.GetLinux().GetResources(); res != nil && s.ownsCgroup(sb, cfg) {
+		if err := s.applyPodResources(ctx, sb, podResources(res, cfg.GetLinux().GetOverhead()), "config.linux.resources"); err != nil {
+			return nil, err
+		}
+	}
 	sb.Phase = state.PhaseReady
 	if err := s.store.UpdateSandbox(sb); err != nil {
 		return nil, storeErr(err, "sandbox")

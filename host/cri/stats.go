@@ -17,28 +17,59 @@ import (
 	storagev1 "github.com/berth-cri/berth/sdk/proto/storage/v1"
 )
 
+// runtimeStats is what the runtime plugin reads of a running container's
+// cgroup (nil for a container that is not running or when it fails).
+func (s *Server) runtimeStats(ctx context.Context, c *state.Container) *runtimev1.StatsResponse {
+	if c.Phase != state.PhaseCreated && c.Phase != state.PhaseRunning {
+		return nil
+	}
+	rtc, opts, _, err := s.containerRuntime(c)
+	if err != nil {
+		return nil
+	}
+	st, err := rtc.Stats(ctx, &runtimev1.StatsRequest{ContainerId: c.ID, Options: opts})
+	if err != nil {
+		return nil
+	}
+	return st
+}
+
+func criCPU(st *runtimev1.StatsResponse) *runtimeapi.CpuUsage {
+	return &runtimeapi.CpuUsage{Timestamp: st.GetTimestampUnixNano(), UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: st.GetCpuUsageNanoCoresTotal()}}
+}
+
+func criMemory(st *runtimev1.StatsResponse) *runtimeapi.MemoryUsage {
+	m := &runtimeapi.MemoryUsage{Timestamp: st.GetTimestampUnixNano(),
+		WorkingSetBytes: &runtimeapi.UInt64Value{Value: st.GetMemoryWorkingSetBytes()},
+		UsageBytes:      &runtimeapi.UInt64Value{Value: st.GetMemoryUsageBytes()},
+		RssBytes:        &runtimeapi.UInt64Value{Value: st.GetMemoryRssBytes()},
+		PageFaults:      &runtimeapi.UInt64Value{Value: st.GetMemoryPageFaults()},
+		MajorPageFaults: &runtimeapi.UInt64Value{Value: st.GetMemoryMajorPageFaults()}}
+	if l := st.GetMemoryLimitBytes(); l > 0 {
+		avail := uint64(0)
+		if l > st.GetMemoryWorkingSetBytes() {
+			avail = l - st.GetMemoryWorkingSetBytes()
+		}
+		m.AvailableBytes = &runtimeapi.UInt64Value{Value: avail}
+	}
+	return m
+}
+
 // containerStats gathers a container's CPU and memory (from the runtime's
 // view of its cgroup) and its writable layer's usage. A container whose
-// cgroup is gone (exited) reports attributes and timestamps only.
-func (s *Server) containerStats(ctx context.Context, c *state.Container, cfg *runtimeapi.ContainerConfig) *runtimeapi.ContainerStats {
+// cgroup is gone (exited) reports attributes and timestamps only. It also
+// returns the runtime's counters (nil when there are none) for metrics.
+func (s *Server) containerStats(ctx context.Context, c *state.Container, cfg *runtimeapi.ContainerConfig) (*runtimeapi.ContainerStats, *runtimev1.StatsResponse) {
 	now := nowNano()
 	out := &runtimeapi.ContainerStats{
 		Attributes: &runtimeapi.ContainerAttributes{Id: c.ID, Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations()},
 		Cpu:        &runtimeapi.CpuUsage{Timestamp: now},
 		Memory:     &runtimeapi.MemoryUsage{Timestamp: now},
 	}
-	if c.Phase == state.PhaseCreated || c.Phase == state.PhaseRunning {
-		if rtc, opts, _, err := s.containerRuntime(c); err == nil {
-			if st, err := rtc.Stats(ctx, &runtimev1.StatsRequest{ContainerId: c.ID, Options: opts}); err == nil {
-				out.Cpu = &runtimeapi.CpuUsage{Timestamp: st.GetTimestampUnixNano(), UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: st.GetCpuUsageNanoCoresTotal()}}
-				out.Memory = &runtimeapi.MemoryUsage{Timestamp: st.GetTimestampUnixNano(),
-					WorkingSetBytes: &runtimeapi.UInt64Value{Value: st.GetMemoryWorkingSetBytes()},
-					UsageBytes:      &runtimeapi.UInt64Value{Value: st.GetMemoryUsageBytes()},
-					RssBytes:        &runtimeapi.UInt64Value{Value: st.GetMemoryRssBytes()},
-					PageFaults:      &runtimeapi.UInt64Value{Value: st.GetMemoryPageFaults()},
-					MajorPageFaults: &runtimeapi.UInt64Value{Value: st.GetMemoryMajorPageFaults()}}
-			}
-		}
+	st := s.runtimeStats(ctx, c)
+	if st != nil {
+		out.Cpu, out.Memory = criCPU(st), criMemory(st)
+		out.Swap = &runtimeapi.SwapUsage{Timestamp: st.GetTimestampUnixNano(), SwapUsageBytes: &runtimeapi.UInt64Value{Value: st.GetMemorySwapBytes()}}
 	}
 	if st, err := s.rootfs(); err == nil {
 		if u, err := st.RootfsUsage(ctx, &storagev1.RootfsUsageRequest{ContainerId: c.ID}); err == nil {
@@ -48,7 +79,7 @@ func (s *Server) containerStats(ctx context.Context, c *state.Container, cfg *ru
 				InodesUsed: &runtimeapi.UInt64Value{Value: u.GetUsage().GetInodesUsed()}}
 		}
 	}
-	return out
+	return out, st
 }
 
 // ContainerStats reports one container's resource usage.
@@ -57,7 +88,8 @@ func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerSt
 	if err != nil {
 		return nil, err
 	}
-	return &runtimeapi.ContainerStatsResponse{Stats: s.containerStats(ctx, c, cfg)}, nil
+	st, _ := s.containerStats(ctx, c, cfg)
+	return &runtimeapi.ContainerStatsResponse{Stats: st}, nil
 }
 
 // ListContainerStats reports the usage of the containers matching the filter.
@@ -69,7 +101,8 @@ func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListCon
 	}
 	resp := &runtimeapi.ListContainerStatsResponse{}
 	for _, l := range cs {
-		resp.Stats = append(resp.Stats, s.containerStats(ctx, l.c, l.cfg))
+		st, _ := s.containerStats(ctx, l.c, l.cfg)
+		resp.Stats = append(resp.Stats, st)
 	}
 	return resp, nil
 }
