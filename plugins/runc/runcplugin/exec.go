@@ -55,7 +55,7 @@ func (p *Plugin) Exec(stream grpc.BidiStreamingServer[runtimev1.ExecInput, runti
 	if err := os.WriteFile(procFile, start.GetProcessJson(), 0o600); err != nil {
 		return status.Errorf(codes.Internal, "exec process: %v", err)
 	}
-	cmd := exec.Command(rt.Binary, "--root", rt.Root, "exec", "--process", procFile, "--pid-file", pidFile, start.GetContainerId())
+	cmd := exec.Command(rt.Binary, append(rt.Global(), "exec", "--process", procFile, "--pid-file", pidFile, start.GetContainerId())...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

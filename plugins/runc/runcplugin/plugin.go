@@ -38,6 +38,9 @@ type Plugin struct {
 	version string
 	lookErr error
 	runDir  string
+	// systemd: the host's cgroup driver is systemd, so cgroupsPath is
+	// "slice:prefix:name" and the runtime must be told (--systemd-cgroup).
+	systemd bool
 }
 
 // New returns an unconfigured plugin.
@@ -74,6 +77,7 @@ func (p *Plugin) Configure(ctx context.Context, c sdk.Config) error {
 	defer p.mu.Unlock()
 	p.cfg, p.binary, p.version, p.lookErr = cfg, path, ver, err
 	p.runDir = c.RunDir
+	p.systemd = c.CgroupDriver == "systemd"
 	return nil
 }
 

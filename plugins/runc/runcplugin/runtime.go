@@ -30,7 +30,7 @@ type classConfig struct {
 // runtimeFor resolves the OCI runtime a request's runtime class names.
 func (p *Plugin) runtimeFor(opts *runtimev1.RuntimeOptions) (*ociruntime.Runtime, error) {
 	p.mu.Lock()
-	binary, runDir := p.cfg.Binary, p.runDir
+	binary, runDir, systemd := p.cfg.Binary, p.runDir, p.systemd
 	p.mu.Unlock()
 	var cc classConfig
 	if err := sdk.DecodeConfig(opts.GetConfigJson(), &cc); err != nil {
@@ -43,7 +43,7 @@ func (p *Plugin) runtimeFor(opts *runtimev1.RuntimeOptions) (*ociruntime.Runtime
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "runtime class %q: OCI runtime %q not found", opts.GetHandler(), binary)
 	}
-	return &ociruntime.Runtime{Binary: path, Root: filepath.Join(runDir, "state", filepath.Base(path))}, nil
+	return &ociruntime.Runtime{Binary: path, Root: filepath.Join(runDir, "state", filepath.Base(path)), SystemdCgroup: systemd}, nil
 }
 
 func rpcErr(err error) error {

@@ -21,6 +21,18 @@ import (
 type Runtime struct {
 	Binary string // absolute path
 	Root   string // --root: the runtime's state directory
+	// SystemdCgroup makes the runtime manage cgroups through systemd
+	// (--systemd-cgroup; cgroupsPath is then "slice:prefix:name").
+	SystemdCgroup bool
+}
+
+// Global is the runtime's global flags, before the command.
+func (r *Runtime) Global() []string {
+	g := []string{"--root", r.Root}
+	if r.SystemdCgroup {
+		g = append(g, "--systemd-cgroup")
+	}
+	return g
 }
 
 // ErrNotExist means the runtime knows no such container.
@@ -38,7 +50,7 @@ type State struct {
 // CreateArgv is the command that creates a container from bundle, writing
 // its init's PID to pidFile, with the caller's stdio as the container's.
 func (r *Runtime) CreateArgv(id, bundle, pidFile string) []string {
-	return []string{r.Binary, "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, id}
+	return append(append([]string{r.Binary}, r.Global()...), "create", "--bundle", bundle, "--pid-file", pidFile, id)
 }
 
 // callTimeout bounds every runtime command: a hung runtime must not hang
@@ -48,7 +60,7 @@ const callTimeout = 30 * time.Second
 func (r *Runtime) run(ctx context.Context, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	all := append([]string{"--root", r.Root}, args...)
+	all := append(r.Global(), args...)
 	cmd := exec.CommandContext(ctx, r.Binary, all...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -111,7 +123,7 @@ func (r *Runtime) State(ctx context.Context, id string) (*State, error) {
 func (r *Runtime) Update(ctx context.Context, id string, resourcesJSON []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, r.Binary, "--root", r.Root, "update", "--resources", "-", id)
+	cmd := exec.CommandContext(ctx, r.Binary, append(r.Global(), "update", "--resources", "-", id)...)
 	cmd.Stdin = bytes.NewReader(resourcesJSON)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%s update: %w: %s", filepath.Base(r.Binary), err, strings.TrimSpace(string(out)))

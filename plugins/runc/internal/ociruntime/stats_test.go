@@ -1,6 +1,9 @@
 package ociruntime
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // Output of `runc events --stats` (runc 1.1, cgroup v1), trimmed.
 const statsV1 = `{"type":"stats","id":"c1","data":{"cpu":{"usage":{"total":2500000000,"percpu":[1,2],"kernel":500000000,"user":2000000000},"throttling":{"periods":10,"throttledPeriods":3,"throttledTime":4000}},"memory":{"cache":8192,"usage":{"limit":67108864,"usage":3000000,"max":4000000,"failcnt":2},"swap":{"limit":9223372036854771712,"usage":3500000,"failcnt":0},"raw":{"cache":8192,"total_cache":8192,"total_rss":2000000,"total_inactive_file":100000,"total_mapped_file":4096,"total_pgfault":900,"total_pgmajfault":9}},"pids":{"current":3,"limit":100}}}`
@@ -30,5 +33,16 @@ func TestParseStats(t *testing.T) {
 	}
 	if _, err := parseStats("c1", []byte("not json")); err == nil {
 		t.Error("garbage parsed")
+	}
+}
+
+func TestSystemdCgroupFlag(t *testing.T) {
+	r := &Runtime{Binary: "/usr/sbin/runc", Root: "/run/r"}
+	if got := strings.Join(r.CreateArgv("c1", "/b", "/p"), " "); got != "/usr/sbin/runc --root /run/r create --bundle /b --pid-file /p c1" {
+		t.Errorf("cgroupfs create argv: %s", got)
+	}
+	r.SystemdCgroup = true
+	if got := strings.Join(r.CreateArgv("c1", "/b", "/p"), " "); got != "/usr/sbin/runc --root /run/r --systemd-cgroup create --bundle /b --pid-file /p c1" {
+		t.Errorf("systemd create argv: %s", got)
 	}
 }
