@@ -30,6 +30,7 @@ func TestIntegrationPodStatsAndMetrics(t *testing.T) {
 	ctx := context.Background()
 	pcfg := podConfig(d, "stats")
 	pcfg.Labels = map[string]string{"app": "stats"}
+	pcfg.Annotations = map[string]string{"io.berth.shm-size": "8Mi"}
 	// Pod-level limits on the cgroup parent Berth makes for the pod.
 	pcfg.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuShares: 256, MemoryLimitInBytes: 96 << 20}
 	pcfg.Linux.Overhead = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 32 << 20}
@@ -56,6 +57,17 @@ func TestIntegrationPodStatsAndMetrics(t *testing.T) {
 	}
 	if got := limit(); got != 128<<20 {
 		t.Errorf("pod memory limit %d, want resources+overhead = %d", got, 128<<20)
+	}
+	// /dev/shm has the size the annotation asks for.
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	shmOK := false
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(l); len(f) > 3 && strings.Contains(f[1], pod.PodSandboxId) && strings.HasSuffix(f[1], "/shm") {
+			shmOK = strings.Contains(f[3], "size=8192k")
+		}
+	}
+	if !shmOK {
+		t.Errorf("pod shm mount not sized 8Mi in %s", mounts)
 	}
 	// The pod init lives in the pod's cgroup.
 	procs, _ := os.ReadFile(filepath.Join(memoryCgroup(parent), "cgroup.procs"))

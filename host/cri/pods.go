@@ -104,7 +104,13 @@ func validatePodConfig(c *runtimeapi.PodSandboxConfig) error {
 	if err := validateAnnotations("config.annotations", c.GetAnnotations()); err != nil {
 		return err
 	}
-	return validateAnnotations("config.labels", c.GetLabels())
+	if err := validateAnnotations("config.labels", c.GetLabels()); err != nil {
+		return err
+	}
+	if _, err := shmSize(c); err != nil {
+		return err
+	}
+	return validateSysctls(c)
 }
 
 // RunPodSandbox creates a pod: its namespaces (pinned, with a pod init for a
@@ -171,10 +177,11 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	}
 	if nsOpts.GetIpc() != runtimeapi.NamespaceMode_NODE {
 		shm := filepath.Join(sb.Dir, "shm")
+		size, _ := shmSize(cfg) // validated above
 		if err := os.MkdirAll(shm, 0o755); err != nil {
 			return nil, status.Errorf(codes.Internal, "shm: %v", err)
 		}
-		if err := unix.Mount("shm", shm, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+		if err := unix.Mount("shm", shm, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("mode=1777,size=%d", size)); err != nil {
 			return nil, status.Errorf(codes.Internal, "mount shm: %v", err)
 		}
 		u.add(func() { _ = unix.Unmount(shm, unix.MNT_DETACH) })
