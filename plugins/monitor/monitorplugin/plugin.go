@@ -199,8 +199,14 @@ func (p *Plugin) Status(_ context.Context, r *monitorv1.StatusRequest) (*monitor
 		return resp, nil
 	}
 	// No exit file: running if the supervisor lives; if it died (kill -9)
-	// the container's exit cannot be known any more.
+	// the container's exit cannot be known any more. The supervisor writes
+	// the exit file and then exits, possibly both since the read above: read
+	// it again once the supervisor is seen dead.
 	if !p.supervisorAlive(dir) {
+		if exit, err := conmon.ReadExit(dir); err == nil && exit != nil {
+			resp.Exited, resp.ExitCode, resp.ExitedAtUnixNano, resp.OomKilled = true, exit.ExitCode, exit.ExitedAt, exit.OOMKilled
+			return resp, nil
+		}
 		resp.Exited, resp.ExitCode = true, -1
 		resp.ExitedAtUnixNano = time.Now().UnixNano()
 		return resp, nil
