@@ -36,10 +36,11 @@ func (p *Plugin) Exec(stream grpc.BidiStreamingServer[runtimev1.ExecInput, runti
 	if start.GetTty() {
 		return status.Error(codes.Unimplemented, "exec with a terminal is not supported yet")
 	}
-	rt, err := p.runtimeFor(start.GetOptions())
+	c, err := p.classFor(start.GetOptions())
 	if err != nil {
 		return err
 	}
+	rt := c.rt
 	p.mu.Lock()
 	dir := filepath.Join(p.runDir, "exec")
 	p.mu.Unlock()
@@ -49,13 +50,24 @@ func (p *Plugin) Exec(stream grpc.BidiStreamingServer[runtimev1.ExecInput, runti
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	base := filepath.Join(dir, hex.EncodeToString(b))
-	procFile, pidFile := base+".json", base+".pid"
+	procFile, pidFile, internalPIDFile := base+".json", base+".pid", base+".ipid"
 	defer os.Remove(procFile)
 	defer os.Remove(pidFile)
+	defer os.Remove(internalPIDFile)
 	if err := os.WriteFile(procFile, start.GetProcessJson(), 0o600); err != nil {
 		return status.Errorf(codes.Internal, "exec process: %v", err)
 	}
-	cmd := exec.Command(rt.Binary, append(rt.Global(), "exec", "--process", procFile, "--pid-file", pidFile, start.GetContainerId())...)
+	args := append(rt.Global(), "exec", "--process", procFile, "--pid-file", pidFile)
+	if c.gvisor {
+		// runsc writes its own PID to --pid-file; the process's is the
+		// sandbox's, in --internal-pid-file.
+		args = append(args, "--internal-pid-file", internalPIDFile)
+	}
+	cmd := exec.Command(rt.Binary, append(args, start.GetContainerId())...)
+	kill := func() { killExec(pidFile, cmd) }
+	if c.gvisor {
+		kill = func() { gvisorKillExec(c, start.GetContainerId(), internalPIDFile, cmd) }
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -140,11 +152,11 @@ func (p *Plugin) Exec(stream grpc.BidiStreamingServer[runtimev1.ExecInput, runti
 	select {
 	case waitErr = <-done:
 	case <-stream.Context().Done():
-		killExec(pidFile, cmd)
+		kill()
 		waitErr = <-done
 	case <-timeout:
 		timedOut = true
-		killExec(pidFile, cmd)
+		kill()
 		waitErr = <-done
 	}
 	code := 0

@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/berth-cri/berth/internal/version"
+	"github.com/berth-cri/berth/plugins/runc/internal/gvisor"
 	"github.com/berth-cri/berth/plugins/runc/internal/sandbox"
 	"github.com/berth-cri/berth/sdk"
 	runtimev1 "github.com/berth-cri/berth/sdk/proto/runtime/v1"
@@ -106,6 +107,6 @@ func probe(ctx context.Context, binary string) (string, string, error) {
 }
 
 // MaybeRunSubcommand runs the helper modes of the plugin binary (the pod
-// init); it returns false when the binary was started as the plugin. Call it
-// first in main.
-func MaybeRunSubcommand() bool { return sandbox.MaybeRunInit() }
+// init, and a gVisor container's create command and keeper); it returns
+// false when the binary was started as the plugin. Call it first in main.
+func MaybeRunSubcommand() bool { return sandbox.MaybeRunInit() || gvisor.MaybeRun() }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -18,33 +17,8 @@ import (
 
 	"github.com/berth-cri/berth/plugins/runc/internal/ociruntime"
 	"github.com/berth-cri/berth/plugins/runc/internal/sandbox"
-	"github.com/berth-cri/berth/sdk"
 	runtimev1 "github.com/berth-cri/berth/sdk/proto/runtime/v1"
 )
-
-// classConfig is a runtime class's config table for this plugin.
-type classConfig struct {
-	Binary string `json:"binary"`
-}
-
-// runtimeFor resolves the OCI runtime a request's runtime class names.
-func (p *Plugin) runtimeFor(opts *runtimev1.RuntimeOptions) (*ociruntime.Runtime, error) {
-	p.mu.Lock()
-	binary, runDir, systemd := p.cfg.Binary, p.runDir, p.systemd
-	p.mu.Unlock()
-	var cc classConfig
-	if err := sdk.DecodeConfig(opts.GetConfigJson(), &cc); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "runtime class %q: %v", opts.GetHandler(), err)
-	}
-	if cc.Binary != "" {
-		binary = cc.Binary
-	}
-	path, err := exec.LookPath(binary)
-	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "runtime class %q: OCI runtime %q not found", opts.GetHandler(), binary)
-	}
-	return &ociruntime.Runtime{Binary: path, Root: filepath.Join(runDir, "state", filepath.Base(path)), SystemdCgroup: systemd}, nil
-}
 
 func rpcErr(err error) error {
 	if err == nil {
@@ -65,6 +39,8 @@ type sandboxHandle struct {
 	Dir        string            `json:"dir"`
 	Namespaces map[string]string `json:"namespaces"`
 	InitPID    int               `json:"init_pid,omitempty"`
+	// Gvisor: the pod is a gVisor sandbox (runsc.go).
+	Gvisor bool `json:"gvisor,omitempty"`
 }
 
 // CreateSandbox pins the pod's new namespaces and starts the pod init when
@@ -72,6 +48,13 @@ type sandboxHandle struct {
 // linux.namespaces lists the namespaces the pod needs (paths empty) and
 // whose hostname is the pod's.
 func (p *Plugin) CreateSandbox(ctx context.Context, r *runtimev1.CreateSandboxRequest) (*runtimev1.CreateSandboxResponse, error) {
+	c, err := p.classFor(r.GetOptions())
+	if err != nil {
+		return nil, err
+	}
+	if c.gvisor {
+		return p.gvisorCreateSandbox(ctx, c, r)
+	}
 	var spec specs.Spec
 	if err := json.Unmarshal(r.GetSpecJson(), &spec); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "spec_json: %v", err)
@@ -151,6 +134,7 @@ func (p *Plugin) handleFor(id string, b []byte) (*sandboxHandle, error) {
 	if pidns, ok := h.Namespaces[sandbox.PIDNS]; ok {
 		h.InitPID = sandbox.InitOf(pidns)
 	}
+	h.Gvisor = isGvisorSandbox(dir)
 	return h, nil
 }
 
@@ -169,6 +153,9 @@ func (p *Plugin) StopSandbox(ctx context.Context, r *runtimev1.StopSandboxReques
 	if err != nil {
 		return nil, err
 	}
+	if h.Gvisor {
+		return &runtimev1.StopSandboxResponse{}, p.gvisorStopSandbox(ctx, r.GetOptions(), r.GetSandboxId())
+	}
 	if h.InitPID > 0 && sandbox.InitAlive(h.InitPID) {
 		_ = syscall.Kill(h.InitPID, syscall.SIGKILL)
 		for i := 0; i < 100 && sandbox.InitAlive(h.InitPID); i++ {
@@ -185,7 +172,12 @@ func (p *Plugin) RemoveSandbox(ctx context.Context, r *runtimev1.RemoveSandboxRe
 	if err != nil {
 		return nil, err
 	}
-	if _, err := p.StopSandbox(ctx, &runtimev1.StopSandboxRequest{SandboxId: r.GetSandboxId(), Handle: r.GetHandle()}); err != nil {
+	if h.Gvisor {
+		if err := p.gvisorRemoveSandbox(ctx, r.GetOptions(), r.GetSandboxId()); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := p.StopSandbox(ctx, &runtimev1.StopSandboxRequest{SandboxId: r.GetSandboxId(), Options: r.GetOptions(), Handle: r.GetHandle()}); err != nil {
 		return nil, err
 	}
 	if err := sandbox.Unpin(h.Namespaces); err != nil {
@@ -205,38 +197,51 @@ func (p *Plugin) CreateCommand(ctx context.Context, r *runtimev1.CreateCommandRe
 	if !filepath.IsAbs(r.GetBundle()) || !filepath.IsAbs(r.GetPidFile()) {
 		return nil, status.Error(codes.InvalidArgument, "bundle and pid_file must be absolute paths")
 	}
-	rt, err := p.runtimeFor(r.GetOptions())
+	c, err := p.classFor(r.GetOptions())
 	if err != nil {
 		return nil, err
 	}
-	return &runtimev1.CreateCommandResponse{Argv: rt.CreateArgv(r.GetContainerId(), r.GetBundle(), r.GetPidFile())}, nil
+	if c.gvisor {
+		return p.gvisorCreateCommand(ctx, c, r)
+	}
+	return &runtimev1.CreateCommandResponse{Argv: c.rt.CreateArgv(r.GetContainerId(), r.GetBundle(), r.GetPidFile())}, nil
 }
 
 // Start implements runtimev1.RuntimeServer.
 func (p *Plugin) Start(ctx context.Context, r *runtimev1.StartRequest) (*runtimev1.StartResponse, error) {
-	rt, err := p.runtimeFor(r.GetOptions())
+	c, err := p.classFor(r.GetOptions())
 	if err != nil {
 		return nil, err
 	}
-	return &runtimev1.StartResponse{}, rpcErr(rt.Start(ctx, r.GetContainerId()))
+	if c.gvisor {
+		return &runtimev1.StartResponse{}, p.gvisorStart(ctx, c, r.GetContainerId())
+	}
+	return &runtimev1.StartResponse{}, rpcErr(c.rt.Start(ctx, r.GetContainerId()))
 }
 
 // Kill implements runtimev1.RuntimeServer.
 func (p *Plugin) Kill(ctx context.Context, r *runtimev1.KillRequest) (*runtimev1.KillResponse, error) {
-	rt, err := p.runtimeFor(r.GetOptions())
+	c, err := p.classFor(r.GetOptions())
 	if err != nil {
 		return nil, err
 	}
-	return &runtimev1.KillResponse{}, rpcErr(rt.Kill(ctx, r.GetContainerId(), syscall.Signal(r.GetSignal()), r.GetAll()))
+	if c.gvisor && p.gvisorAbort(ctx, r.GetContainerId(), syscall.Signal(r.GetSignal())) {
+		// Never started: its keeper ended as if killed.
+		return &runtimev1.KillResponse{}, nil
+	}
+	return &runtimev1.KillResponse{}, rpcErr(c.rt.Kill(ctx, r.GetContainerId(), syscall.Signal(r.GetSignal()), r.GetAll()))
 }
 
 // Delete implements runtimev1.RuntimeServer.
 func (p *Plugin) Delete(ctx context.Context, r *runtimev1.DeleteRequest) (*runtimev1.DeleteResponse, error) {
-	rt, err := p.runtimeFor(r.GetOptions())
+	c, err := p.classFor(r.GetOptions())
 	if err != nil {
 		return nil, err
 	}
-	return &runtimev1.DeleteResponse{}, rpcErr(rt.Delete(ctx, r.GetContainerId()))
+	if c.gvisor {
+		return &runtimev1.DeleteResponse{}, p.gvisorDelete(ctx, c, r.GetContainerId())
+	}
+	return &runtimev1.DeleteResponse{}, rpcErr(c.rt.Delete(ctx, r.GetContainerId()))
 }
 
 // State implements runtimev1.RuntimeServer.
@@ -254,22 +259,28 @@ func (p *Plugin) State(ctx context.Context, r *runtimev1.StateRequest) (*runtime
 
 // Update implements runtimev1.RuntimeServer.
 func (p *Plugin) Update(ctx context.Context, r *runtimev1.UpdateRequest) (*runtimev1.UpdateResponse, error) {
-	rt, err := p.runtimeFor(r.GetOptions())
+	c, err := p.classFor(r.GetOptions())
 	if err != nil {
 		return nil, err
 	}
-	return &runtimev1.UpdateResponse{}, rpcErr(rt.Update(ctx, r.GetContainerId(), r.GetResourcesJson()))
+	if c.gvisor {
+		return nil, gvisorUpdateErr(c)
+	}
+	return &runtimev1.UpdateResponse{}, rpcErr(c.rt.Update(ctx, r.GetContainerId(), r.GetResourcesJson()))
 }
 
 // Stats implements runtimev1.RuntimeServer.
 func (p *Plugin) Stats(ctx context.Context, r *runtimev1.StatsRequest) (*runtimev1.StatsResponse, error) {
-	rt, err := p.runtimeFor(r.GetOptions())
+	c, err := p.classFor(r.GetOptions())
 	if err != nil {
 		return nil, err
 	}
-	st, err := rt.Stats(ctx, r.GetContainerId())
+	st, err := c.rt.Stats(ctx, r.GetContainerId())
 	if err != nil {
 		return nil, rpcErr(err)
+	}
+	if c.gvisor {
+		return gvisorStats(st), nil
 	}
 	return statsResponse(st), nil
 }

@@ -24,6 +24,9 @@ type Runtime struct {
 	// SystemdCgroup makes the runtime manage cgroups through systemd
 	// (--systemd-cgroup; cgroupsPath is then "slice:prefix:name").
 	SystemdCgroup bool
+	// Args are more global flags, from the runtime class's runtime_args
+	// (for example runsc's --network=host).
+	Args []string
 }
 
 // Global is the runtime's global flags, before the command.
@@ -32,7 +35,7 @@ func (r *Runtime) Global() []string {
 	if r.SystemdCgroup {
 		g = append(g, "--systemd-cgroup")
 	}
-	return g
+	return append(g, r.Args...)
 }
 
 // ErrNotExist means the runtime knows no such container.
