@@ -2,6 +2,7 @@ package cri
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -403,6 +404,21 @@ func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContaine
 	return &runtimeapi.StopContainerResponse{}, nil
 }
 
+// Stop budgets: a hung runtime or process must not hold StopContainer or
+// StopPodSandbox much past the caller's timeout (the pod never sticks in
+// Terminating).
+const (
+	// runtimeSignalTimeout bounds one Kill call to the runtime plugin.
+	runtimeSignalTimeout = 2 * time.Second
+	// killGrace is how long an exit may take to show after SIGKILL.
+	killGrace = 5 * time.Second
+)
+
+// stopContainer sends the stop signal, waits up to timeout seconds, then
+// SIGKILLs every process of the container and waits killGrace. When the
+// runtime does not answer a kill in time, the container's init is killed
+// directly. It returns within about timeout + runtimeSignalTimeout +
+// killGrace whatever the runtime or the process does.
 func (s *Server) stopContainer(ctx context.Context, c *state.Container, timeout int64) error {
 	s.refresh(ctx, c)
 	if c.Phase != state.PhaseRunning && c.Phase != state.PhaseCreated {
@@ -412,22 +428,57 @@ func (s *Server) stopContainer(ctx context.Context, c *state.Container, timeout 
 	if err != nil {
 		return err
 	}
+	signal := func(sig syscall.Signal, all bool) error {
+		kctx, cancel := context.WithTimeout(ctx, runtimeSignalTimeout)
+		defer cancel()
+		_, err := rtc.Kill(kctx, &runtimev1.KillRequest{ContainerId: c.ID, Options: opts, Signal: int32(sig), All: all})
+		return err
+	}
 	sig := syscall.Signal(c.StopSignal)
 	if sig == 0 {
 		sig = syscall.SIGTERM
 	}
 	if timeout > 0 && c.Phase == state.PhaseRunning {
-		if _, err := rtc.Kill(ctx, &runtimev1.KillRequest{ContainerId: c.ID, Options: opts, Signal: int32(sig)}); err == nil {
-			if s.waitExit(ctx, c, time.Duration(timeout)*time.Second) {
-				return nil
-			}
+		deadline := time.Now().Add(time.Duration(timeout) * time.Second)
+		if err := signal(sig, false); err != nil {
+			s.log.Warn("stop signal failed; escalating to SIGKILL", "container", c.ID, "signal", sig, "err", err)
+		} else if s.waitExit(ctx, c, time.Until(deadline)) {
+			return nil
 		}
 	}
-	_, _ = rtc.Kill(ctx, &runtimev1.KillRequest{ContainerId: c.ID, Options: opts, Signal: int32(syscall.SIGKILL), All: true})
-	if !s.waitExit(ctx, c, 10*time.Second) {
-		return status.Errorf(codes.DeadlineExceeded, "container %s did not exit after SIGKILL", c.ID)
+	if err := signal(syscall.SIGKILL, true); err != nil {
+		s.log.Warn("runtime did not kill the container; killing its init directly", "container", c.ID, "pid", c.PID, "err", err)
+		killSupervisedInit(c.PID)
+	}
+	if !s.waitExit(ctx, c, killGrace) {
+		return status.Errorf(codes.DeadlineExceeded, "container %s did not exit within %v of SIGKILL", c.ID, killGrace)
 	}
 	return nil
+}
+
+// killSupervisedInit SIGKILLs pid if it still is a container init under a
+// Berth monitor (its parent runs as "berth-conmon"), so that a recycled PID
+// is never hit.
+func killSupervisedInit(pid int) {
+	if pid <= 1 {
+		return
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return
+	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 2 {
+		return
+	}
+	cmdline, err := os.ReadFile("/proc/" + f[1] + "/cmdline")
+	if err != nil {
+		return
+	}
+	if args := strings.Split(string(cmdline), "\x00"); len(args) > 1 && args[1] == "berth-conmon" {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // waitExit polls the monitor until the container exited or d passed.

@@ -342,8 +342,27 @@ func (s *Server) stopSandbox(ctx context.Context, sb *state.Sandbox) error {
 	if err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
-	for _, c := range cs {
-		if err := s.stopContainer(ctx, c, 0); err != nil {
+	// Every container at once, so a pod's stop takes one kill budget, not
+	// one per container.
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.stopContainer(ctx, c, 0)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		// A process that outlives SIGKILL (stuck in the kernel) cannot be
+		// helped by failing: the pod's PID namespace goes with its init
+		// below, and its exit is recorded whenever it comes.
+		if status.Code(err) == codes.DeadlineExceeded {
+			s.log.Warn("container did not exit after SIGKILL; stopping its pod anyway", "pod", sb.ID, "container", cs[i].ID)
+			continue
+		}
+		if err != nil {
 			return err
 		}
 	}
