@@ -22,7 +22,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 # Every go command run by make (and the builds tests run) gets the tags.
 export GOFLAGS := -buildvcs=false -tags=$(TAGS)
 
-.PHONY: all build build-standalone install run deps generate check-generate snapshot lint test test-unit test-integration memory bench-pull conformance bench test-conformance clean
+.PHONY: all build build-standalone install run deps generate check-generate snapshot lint test test-unit test-integration memory bench-pull conformance bench bench-cycle test-conformance clean
 
 all: build
 
@@ -122,6 +122,10 @@ conformance:
 ## bench: critest's benchmark mode (20 pods, 20 containers, 20 pulls, sequential) and runc run for scale (root)
 bench:
 	hack/conformance.sh bench
+
+## bench-cycle: crictl pod cycle (runp..rmp) on Berth vs a private containerd in the same run, runc run for scale, monitor PSS per pod; N= and M= pass through (root)
+bench-cycle:
+	hack/cycle-bench.sh
 
 ## bench-pull: pull of a 50 MB, 10-layer image from a registry on 127.0.0.1, Berth against skopeo (root)
 bench-pull:
