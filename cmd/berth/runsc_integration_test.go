@@ -249,6 +249,36 @@ func TestIntegrationRunscPod(t *testing.T) {
 		t.Errorf("host IPC pod: %v, want Unimplemented", err)
 	}
 
+	// A pod on the node's network: the sandbox uses the node's stack, and
+	// its containers the node's hostname.
+	hostNet := runscPodConfig(d, "hostnet")
+	hostNet.Hostname = ""
+	hostNet.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}}
+	th := time.Now()
+	hpod, err := rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: hostNet, RuntimeHandler: "runsc"})
+	if err != nil {
+		t.Fatalf("host network pod: %v", err)
+	}
+	hcfg := ctrConfig("node-name", image, "hostname")
+	hcfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}}
+	hc, err := rc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: hpod.PodSandboxId, SandboxConfig: hostNet, Config: hcfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startC(hc.ContainerId)
+	node, _ := os.Hostname()
+	if st := waitState(t, rc, hc.ContainerId, runtimeapi.ContainerState_CONTAINER_EXITED); st.ExitCode != 0 {
+		t.Errorf("host network container: %+v", st)
+	} else if l, _ := os.ReadFile(st.LogPath); !strings.Contains(string(l), "stdout F "+node+"\n") {
+		t.Errorf("host network container's hostname: %q, want %q", l, node)
+	}
+	tUp := time.Since(th)
+	th = time.Now()
+	if _, err := rc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: hpod.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("runsc, node network: RunPodSandbox to the container's exit %v, RemovePodSandbox %v", tUp.Round(time.Millisecond), time.Since(th).Round(time.Millisecond))
+
 	// StopContainer: SIGTERM is ignored, SIGKILL after the timeout.
 	start = time.Now()
 	if _, err := rc.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: c2, Timeout: 1}); err != nil {
@@ -266,16 +296,26 @@ func TestIntegrationRunscPod(t *testing.T) {
 	// A container created and never started is removed with the pod.
 	create(ctrConfig("never", image, "true"))
 
+	var tStop, tRemove time.Duration
 	for i := 0; i < 2; i++ {
+		t0 := time.Now()
 		if _, err := rc.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
 			t.Fatal(err)
 		}
+		if i == 0 {
+			tStop = time.Since(t0)
+		}
 	}
 	for i := 0; i < 2; i++ {
+		t0 := time.Now()
 		if _, err := rc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
 			t.Fatal(err)
 		}
+		if i == 0 {
+			tRemove = time.Since(t0)
+		}
 	}
+	t.Logf("runsc: StopPodSandbox %v, RemovePodSandbox (three containers) %v", tStop.Round(time.Millisecond), tRemove.Round(time.Millisecond))
 	runscAssertClean(t, d, podID)
 }
 
