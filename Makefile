@@ -5,6 +5,9 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 
 PLUGINS := runc kata overlay cni monitor
+# Small programs plugins run next to themselves, one per container or pod
+# (each would otherwise be a re-executed plugin binary): DIR:NAME.
+HELPERS := monitor:berth-conmon
 PREFIX ?= /usr/local
 LIBEXEC ?= $(PREFIX)/libexec/berth
 CONFDIR ?= /etc/berth
@@ -31,11 +34,13 @@ build:
 	$(GOBUILD) -o bin/berth ./cmd/berth
 	$(GOBUILD) -o bin/berth-plugins ./cmd/berth-plugins
 	@for p in $(PLUGINS); do ln -f bin/berth-plugins bin/berth-$$p; done
+	@for h in $(HELPERS); do $(GOBUILD) -o bin/$${h#*:} ./plugins/$${h%%:*}/cmd/$${h#*:} || exit 1; done
 
 ## build-standalone: each plugin from its own main package, as a vendor builds one
 build-standalone:
 	@mkdir -p bin/standalone
 	@for p in $(PLUGINS); do $(GOBUILD) -o bin/standalone/berth-$$p ./plugins/$$p || exit 1; done
+	@for h in $(HELPERS); do $(GOBUILD) -o bin/standalone/$${h#*:} ./plugins/$${h%%:*}/cmd/$${h#*:} || exit 1; done
 
 ## deps: what Berth needs on a Debian 12 node (runc; runsc for the runsc runtime class; CNI plugins), protoc for `make generate`, busybox-static for the test images
 deps:
@@ -51,6 +56,7 @@ install: build
 	install -m 0755 bin/berth $(PREFIX)/bin/berth
 	install -m 0755 bin/berth-plugins $(LIBEXEC)/berth-plugins
 	@for p in $(PLUGINS); do ln -f $(LIBEXEC)/berth-plugins $(LIBEXEC)/berth-$$p; done
+	@for h in $(HELPERS); do install -m 0755 bin/$${h#*:} $(LIBEXEC)/$${h#*:}; done
 	@sum=$$(sha256sum $(LIBEXEC)/berth-plugins | cut -d' ' -f1); \
 	sed -e 's|^plugin_dir = .*|plugin_dir = "$(LIBEXEC)"|' \
 	    -e "s|^\(path = \"berth-[a-z]*\"\)$$|\1\nsha256 = \"$$sum\"|" plugins.toml > $(CONFDIR)/plugins.toml.new; \

@@ -52,11 +52,13 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// buildBerth builds the host and the multi-call plugin binary (hard-linked
-// under each plugin's name) into dir, as `make build` does.
+// buildBerth builds the host, the multi-call plugin binary (hard-linked
+// under each plugin's name) and the plugins' helper programs into dir, as
+// `make build` does.
 func buildBerth(t *testing.T, dir string) string {
 	t.Helper()
-	for _, b := range []struct{ out, pkg string }{{"berth", "."}, {"berth-plugins", "../berth-plugins"}} {
+	for _, b := range []struct{ out, pkg string }{{"berth", "."}, {"berth-plugins", "../berth-plugins"},
+		{"berth-conmon", "../../plugins/monitor/cmd/berth-conmon"}} {
 		cmd := exec.Command("go", "build", "-tags", buildTags, "-o", filepath.Join(dir, b.out), b.pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build
 		out, err := cmd.CombinedOutput()
