@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/host/state"
 )
 
 // The runsc runtime class (plugins.toml): each pod is one gVisor sandbox
@@ -371,4 +373,72 @@ func runscAssertClean(t *testing.T, d *daemon, podID string) {
 			t.Errorf("cgroup left behind: %s", filepath.Join(h, "berth", "pod-"+podID[:12]))
 		}
 	}
+}
+
+// TestIntegrationRunscHostCrash: kill -9 of berth with a gVisor pod
+// running and another caught half-way through creation (its record
+// rewound to "creating", without the runtime's handle). After a restart
+// the container still runs and its exit is recorded; the half-created pod's
+// sandbox is found from what the plugin left on disk and removed.
+func TestIntegrationRunscHostCrash(t *testing.T) {
+	needRunsc(t)
+	d, rc, image := podClients(t)
+	t.Cleanup(func() { runscCleanup(t, d) })
+	ctx := context.Background()
+	pcfg := runscPodConfig(d, "survivor")
+	pod, err := rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg, RuntimeHandler: "runsc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := rc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: pcfg,
+		Config: ctrConfig("worker", image, "while [ ! -e /tmp/stop ]; do sleep 0.1; done; echo bye; exit 42")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
+		t.Fatal(err)
+	}
+	half, err := rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: runscPodConfig(d, "half"), RuntimeHandler: "runsc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.cmd.Wait()
+	store, err := state.Open(filepath.Join(d.root, "berth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := store.Sandbox(half.PodSandboxId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb.Phase, sb.Handle, sb.Namespaces = state.PhaseCreating, nil, nil
+	if err := store.UpdateSandbox(sb); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+
+	d.start()
+	waitState(t, rc, c.ContainerId, runtimeapi.ContainerState_CONTAINER_RUNNING)
+	if _, err := rc.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: half.PodSandboxId}); err == nil {
+		t.Errorf("half-created pod still known after recovery")
+	}
+	for pid, cmd := range runscProcs(d) {
+		if strings.Contains(cmd, half.PodSandboxId) {
+			t.Errorf("the half-created pod's sandbox still runs: %d %.200s", pid, cmd)
+		}
+	}
+	if _, err := rc.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: c.ContainerId, Cmd: []string{"touch", "/tmp/stop"}, Timeout: 10}); err != nil {
+		t.Fatal(err)
+	}
+	st := waitState(t, rc, c.ContainerId, runtimeapi.ContainerState_CONTAINER_EXITED)
+	if l, _ := os.ReadFile(st.LogPath); st.ExitCode != 42 || !strings.Contains(string(l), "stdout F bye") {
+		t.Errorf("exit after restart: %d, log %q", st.ExitCode, l)
+	}
+	if _, err := rc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+	runscAssertClean(t, d, pod.PodSandboxId)
 }
