@@ -182,7 +182,7 @@ func runscErr(c *runtimeClass, id, what string, err error, out string) error {
 // podInitBinary is this binary, which runs as the pod init in each gVisor
 // sandbox. The sandbox has no shared libraries, so it must be static.
 func podInitBinary() (string, error) {
-	self, err := os.Executable()
+	self, err := sandbox.InitBinary()
 	if err != nil {
 		return "", status.Errorf(codes.Internal, "pod init: %v", err)
 	}

@@ -142,59 +142,57 @@ func loopbackUp() error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
-// InitArg is the argument that makes the plugin binary run as a pod init
-// (see MaybeRunInit), and SpawnArg the one that starts it detached.
-const (
-	InitArg  = "berth-pod-init"
-	SpawnArg = "berth-pod-init-spawn"
-)
+// InitArg is the argument that makes a binary run as a pod init (see
+// MaybeRunInit).
+const InitArg = "berth-pod-init"
 
-// StartInit starts a pod init in a new PID namespace, detached from the
-// plugin (double fork: its parent is the system's init, so it outlives
-// plugin restarts and is reaped by init), and returns its PID.
-func StartInit() (int, error) {
+// InitHelperName is the small init-only program (plugins/runc/cmd/
+// berth-pod-init) that StartInit runs when it sits next to the plugin's own
+// binary: a pod init lives as long as its pod, so its size is paid once per
+// pod. Without it the plugin binary runs itself.
+const InitHelperName = "berth-pod-init"
+
+// InitBinary is the program StartInit runs as a pod init.
+func InitBinary() (string, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return 0, err
+		return "", err
 	}
-	cmd := exec.Command(self, SpawnArg)
-	out, err := cmd.Output()
+	helper := filepath.Join(filepath.Dir(self), InitHelperName)
+	if st, err := os.Stat(helper); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		return helper, nil
+	}
+	return self, nil
+}
+
+// StartInit starts a pod init in a new PID namespace and a session of its
+// own, and returns its PID. It is the plugin's child only until the plugin
+// exits (the system's init adopts it then); a goroutine reaps it should it
+// exit first.
+func StartInit() (int, error) {
+	bin, err := InitBinary()
 	if err != nil {
 		return 0, fmt.Errorf("start pod init: %w", err)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("start pod init: bad pid %q", out)
+	cmd := exec.Command(bin, InitArg)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
+	// Stdio stays /dev/null (exec.Cmd's default for nil).
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start pod init: %w", err)
 	}
-	return pid, nil
+	go func() { _ = cmd.Wait() }()
+	return cmd.Process.Pid, nil
 }
 
-// MaybeRunInit runs the pod init or its spawner when the binary was started
-// as one; it returns false otherwise. Call it first in main.
+// MaybeRunInit runs the pod init when the binary was started as one; it
+// returns false otherwise. Call it first in main.
 func MaybeRunInit() bool {
-	if len(os.Args) < 2 {
+	if len(os.Args) < 2 || os.Args[1] != InitArg {
 		return false
 	}
-	switch os.Args[1] {
-	case SpawnArg:
-		self, _ := os.Executable()
-		cmd := exec.Command(self, InitArg)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
-		devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-		if err == nil {
-			cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
-		}
-		if err := cmd.Start(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		fmt.Println(cmd.Process.Pid)
-		os.Exit(0)
-	case InitArg:
-		runInit()
-		os.Exit(0)
-	}
-	return false
+	runInit()
+	os.Exit(0)
+	return true
 }
 
 // runInit is PID 1 of a pod PID namespace: it reaps every child and exits
