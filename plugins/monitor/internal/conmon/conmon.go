@@ -134,8 +134,21 @@ func MaybeRun() bool {
 	return true
 }
 
-// writeFileAtomic writes, fsyncs and renames, so readers see all or nothing.
+// writeFileAtomic writes, fsyncs and renames, so readers see all or
+// nothing, and syncs the directory so the rename is durable.
 func writeFileAtomic(path string, data []byte) error {
+	if err := writeFile(path, data); err != nil {
+		return err
+	}
+	syncDir(filepath.Dir(path))
+	return nil
+}
+
+// writeFile writes data to a temporary file, fsyncs it and renames it to
+// path: readers see all or nothing, and the content is on disk before the
+// name points at it. The rename itself is durable once the directory is
+// synced.
+func writeFile(path string, data []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -152,14 +165,14 @@ func writeFileAtomic(path string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
+	return os.Rename(tmp, path)
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return nil
 }
 
 func run(o Options) int {
@@ -268,9 +281,14 @@ func run(o Options) int {
 	case <-drained:
 	case <-time.After(2 * time.Second):
 	}
-	log.close()
+	// Every log line is in the file by now, so the exit may show before
+	// the log's fsync: the exit file's own bytes are synced before its
+	// rename, the log and the directory right after.
 	b, _ := json.Marshal(Exit{ExitCode: code, ExitedAt: exitedAt.UnixNano(), OOMKilled: oom})
-	if err := writeFileAtomic(filepath.Join(o.Dir, FileExit), b); err != nil {
+	err = writeFile(filepath.Join(o.Dir, FileExit), b)
+	log.close()
+	syncDir(o.Dir)
+	if err != nil {
 		return 1
 	}
 	return 0
