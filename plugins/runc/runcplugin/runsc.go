@@ -101,8 +101,17 @@ func (p *Plugin) gvisorCreateSandbox(ctx context.Context, c *runtimeClass, r *ru
 		os.RemoveAll(dir)
 		return nil, status.Errorf(codes.Internal, "sandbox %s: %v", id, err)
 	}
+	// runsc creates the pod's cgroup parent if it is missing; a failed
+	// pod takes it away again (one that existed is the kubelet's).
+	parent := filepath.Dir(cgroupsPath)
+	parentExisted := gvisor.CgroupExists(parent)
 	undo := func() {
 		_ = c.rt.Delete(context.Background(), id)
+		deadline := time.Now().Add(2 * time.Second)
+		_ = gvisor.RemoveCgroup(cgroupsPath, deadline)
+		if !parentExisted {
+			_ = gvisor.RemoveCgroup(parent, deadline)
+		}
 		sandbox.Unpin(paths)
 		os.RemoveAll(dir)
 	}

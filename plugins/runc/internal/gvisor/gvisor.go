@@ -273,3 +273,17 @@ func RemoveChildCgroups(parent string, deadline time.Time) error {
 	}
 	return errors.Join(errs...)
 }
+
+// CgroupExists reports whether a cgroupfs path exists in any hierarchy.
+func CgroupExists(path string) bool {
+	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", path, "cgroup.procs")); err == nil {
+		return true
+	}
+	entries, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", e.Name(), path)); err == nil && e.IsDir() {
+			return true
+		}
+	}
+	return false
+}
