@@ -442,3 +442,39 @@ func TestIntegrationRunscHostCrash(t *testing.T) {
 	}
 	runscAssertClean(t, d, pod.PodSandboxId)
 }
+
+// TestIntegrationRunscOwnNetworkStack: without --network=host Debian's
+// runsc (0.0~20221219) cannot start gVisor's own network stack in a pod's
+// network namespace on this kernel (gVisor issue 10704). RunPodSandbox
+// says so and how to fix it, and leaves nothing behind.
+func TestIntegrationRunscOwnNetworkStack(t *testing.T) {
+	needRunsc(t)
+	b, err := os.ReadFile("../../plugins.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const flag = `runtime_args = ["--network=host"]`
+	if !strings.Contains(string(b), flag) {
+		t.Fatalf("plugins.toml has no %s", flag)
+	}
+	cfg := filepath.Join(t.TempDir(), "plugins.toml")
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), flag, `runtime_args = ["--network=sandbox"]`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemonWith(t, cfg)
+	t.Cleanup(func() { runscCleanup(t, d) })
+	rc, done, err := dialCRI(d.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	pod, err := rc.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: runscPodConfig(d, "netstack"), RuntimeHandler: "runsc"})
+	if err == nil {
+		_, _ = rc.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+		t.Skip("this runsc runs its own network stack in a pod's network namespace")
+	}
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), flag) {
+		t.Errorf("RunPodSandbox: %v, want FailedPrecondition naming --network=host", err)
+	}
+	runscAssertClean(t, d, strings.Repeat("0", 12))
+}
