@@ -229,11 +229,16 @@ func TestIntegrationRunscPod(t *testing.T) {
 		t.Errorf("listener: exit %d, log %q", st3.ExitCode, l)
 	}
 
-	// Stats: CPU per container; memory is the sandbox's only, so none per
-	// container.
+	// Stats: CPU per container; runsc accounts memory per sandbox only,
+	// so none per container.
 	stats, err := rc.ContainerStats(ctx, &runtimeapi.ContainerStatsRequest{ContainerId: c2})
 	if err != nil || stats.Stats.GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 || stats.Stats.GetMemory().GetWorkingSetBytes().GetValue() != 0 {
 		t.Errorf("ContainerStats = %v, %v", stats, err)
+	}
+	// The pod's own figures are its cgroup's, where the sandbox runs.
+	pst, err := rc.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: podID})
+	if err != nil || pst.Stats.GetLinux().GetMemory().GetWorkingSetBytes().GetValue() < 1<<20 || pst.Stats.GetLinux().GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 {
+		t.Errorf("PodSandboxStats = %v, %v", pst, err)
 	}
 	// What gVisor cannot do is refused, naming the reason.
 	if _, err := rc.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: c2,
