@@ -188,8 +188,9 @@ func runscErr(c *runtimeClass, id, what string, err error, out string) error {
 	return status.Errorf(codes.Internal, "runtime class %q (gVisor): sandbox %s: runsc %s: %v: %s", c.handler, id, what, err, out)
 }
 
-// podInitBinary is this binary, which runs as the pod init in each gVisor
-// sandbox. The sandbox has no shared libraries, so it must be static.
+// podInitBinary is the pod init program (berth-pod-init next to the
+// plugin, else the plugin binary), which runs as the root process of each
+// gVisor sandbox. The sandbox has no shared libraries, so it must be static.
 func podInitBinary() (string, error) {
 	self, err := sandbox.InitBinary()
 	if err != nil {

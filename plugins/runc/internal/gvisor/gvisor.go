@@ -6,9 +6,9 @@
 // stop. Kubelet creates a pod's containers one by one and restarts them, so
 // no application container can be the root. Berth's pod gets a root
 // container of its own instead of a pause image: the pod init of the runc
-// plugin (a static reaper, the plugin binary itself bind-mounted read-only
-// into an otherwise empty read-only root), created and started when the pod
-// is. Application containers join it with the CRI annotations runsc reads
+// plugin (berth-pod-init, a static reaper, bind-mounted read-only into an
+// otherwise empty read-only root), created and started when the pod is.
+// Application containers join it with the CRI annotations runsc reads
 // (io.kubernetes.cri.container-type = container,
 // io.kubernetes.cri.sandbox-id = the root container's ID, which is the pod
 // sandbox's ID).
