@@ -162,3 +162,53 @@ func TestIntegrationPodStatsAndMetrics(t *testing.T) {
 		t.Errorf("resize of a missing pod: %v", err)
 	}
 }
+
+// defaultPodCgroups lists Berth's default pod cgroup parents in every hierarchy.
+func defaultPodCgroups() map[string]bool {
+	out := map[string]bool{}
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/berth/pod-*")
+	more, _ := filepath.Glob("/sys/fs/cgroup/berth/pod-*")
+	for _, d := range append(dirs, more...) {
+		out[d] = true
+	}
+	return out
+}
+
+// TestIntegrationRunPodSandboxUndo makes RunPodSandbox fail for real after
+// the runtime made the pod (pod-level cpuset naming a CPU the node lacks:
+// the kernel refuses it on the pod's cgroup parent) and checks that nothing
+// of the pod is left: no record, no pinned namespace, no pod init, no cgroup.
+func TestIntegrationRunPodSandboxUndo(t *testing.T) {
+	d, rc, _ := podClients(t)
+	ctx := context.Background()
+	before := defaultPodCgroups()
+	pcfg := podConfig(d, "undo")
+	pcfg.Linux.Resources = &runtimeapi.LinuxContainerResources{CpusetCpus: "4095"}
+	_, err := rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+	if err == nil {
+		t.Fatal("RunPodSandbox with cpuset 4095 succeeded")
+	}
+	t.Logf("RunPodSandbox: %v", err)
+	if pods, err := rc.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{}); err != nil || len(pods.Items) != 0 {
+		t.Errorf("pods after a failed RunPodSandbox: %v %v", pods, err)
+	}
+	for dir := range defaultPodCgroups() {
+		if !before[dir] {
+			t.Errorf("cgroup %s left by the failed RunPodSandbox", dir)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(d.runroot, "sandboxes")); len(entries) != 0 {
+		t.Errorf("sandbox dirs left: %v", entries)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(d.runroot, "plugins", "run", "runc", "sandboxes")); len(entries) != 0 {
+		t.Errorf("runc plugin sandbox dirs left: %v", entries)
+	}
+	// The name is free again.
+	pcfg.Linux.Resources = nil
+	pod, err := rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+	if err != nil {
+		t.Fatalf("the same pod without the bad cpuset: %v", err)
+	}
+	_, _ = rc.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+	_, _ = rc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+}

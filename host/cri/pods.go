@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/host/ocispec"
 	"github.com/berth-cri/berth/host/plugins"
 	"github.com/berth-cri/berth/host/state"
 	"github.com/berth-cri/berth/sdk"
@@ -109,6 +111,17 @@ func validatePodConfig(c *runtimeapi.PodSandboxConfig) error {
 	}
 	if _, err := shmSize(c); err != nil {
 		return err
+	}
+	for field, r := range map[string]*runtimeapi.LinuxContainerResources{"config.linux.resources": c.GetLinux().GetResources(), "config.linux.overhead": c.GetLinux().GetOverhead()} {
+		if r == nil {
+			continue
+		}
+		if _, err := ocispec.Resources(r); err != nil {
+			if fe, ok := err.(*ocispec.FieldError); ok {
+				return invalid(strings.Replace(fe.Field, "config.linux.resources", field, 1), "%s", fe.Msg)
+			}
+			return invalid(field, "%v", err)
+		}
 	}
 	return validateSysctls(c)
 }
@@ -203,6 +216,11 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		return nil, err
 	}
 	rtc := runtimev1.NewRuntimeClient(rt.Conn)
+	// The runtime may make the pod's cgroup parent (the pod init joins it);
+	// undone after the runtime's RemoveSandbox has ended the init.
+	if s.ownsCgroup(sb, cfg) {
+		u.add(func() { removeCgroup(sb.CgroupParent) })
+	}
 	created, err := rtc.CreateSandbox(ctx, &runtimev1.CreateSandboxRequest{SandboxId: id, Options: opts, SpecJson: specJSON, Annotations: cfg.GetAnnotations()})
 	if err != nil {
 		return nil, err
@@ -439,23 +457,39 @@ func (s *Server) removeSandbox(ctx context.Context, sb *state.Sandbox) error {
 // removes the containers' leaves, not their parent). Best effort: a
 // non-empty cgroup stays.
 func removeCgroup(parent string) {
-	if parent == "" || !strings.HasPrefix(parent, "/") {
+	// Only the parents Berth makes (kubelet removes its own pod cgroups).
+	if filepath.Dir(parent) != "/berth" || !strings.HasPrefix(filepath.Base(parent), "pod-") {
 		return
 	}
 	entries, err := os.ReadDir("/sys/fs/cgroup")
 	if err != nil {
 		return
 	}
-	dirs := []string{parent}
-	if filepath.Dir(parent) == "/berth" {
-		// Berth's default parent of pod cgroups goes with its last pod.
-		dirs = append(dirs, "/berth")
-	}
+	// Berth's parent of pod cgroups goes with its last pod.
+	dirs := []string{parent, "/berth"}
 	for _, d := range dirs {
 		for _, e := range entries {
-			_ = os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), d))
+			rmdirCgroup(filepath.Join("/sys/fs/cgroup", e.Name(), d), d == parent)
 		}
-		_ = os.Remove(filepath.Join("/sys/fs/cgroup", d))
+		rmdirCgroup(filepath.Join("/sys/fs/cgroup", d), d == parent)
+	}
+}
+
+// rmdirCgroup removes an empty cgroup directory. With wait, it gives a
+// process that was just killed (the pod init) up to 500 ms to be reaped and
+// leave; a directory busy with child cgroups is left at once.
+func rmdirCgroup(dir string, wait bool) {
+	for i := 0; ; i++ {
+		if err := unix.Rmdir(dir); err != unix.EBUSY || !wait || i == 50 {
+			return
+		}
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if e.IsDir() {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -41,6 +41,16 @@ func TestValidatePodConfigSysctlsAndShm(t *testing.T) {
 		{"shm size garbage", podWith(nil, map[string]string{"io.berth.shm-size": "lots"}, nil), "config.annotations[io.berth.shm-size]", 0},
 		{"shm size zero", podWith(nil, map[string]string{"io.berth.shm-size": "0"}, nil), "config.annotations[io.berth.shm-size]", 0},
 		{"shm size huge", podWith(nil, map[string]string{"io.berth.shm-size": "2Ti"}, nil), "config.annotations[io.berth.shm-size]", 0},
+		{"negative pod cpu shares", func() *runtimeapi.PodSandboxConfig {
+			c := podWith(nil, nil, nil)
+			c.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuShares: -1}
+			return c
+		}(), "config.linux.resources.cpu_shares", 0},
+		{"bad overhead cpuset", func() *runtimeapi.PodSandboxConfig {
+			c := podWith(nil, nil, nil)
+			c.Linux.Overhead = &runtimeapi.LinuxContainerResources{CpusetCpus: "zero"}
+			return c
+		}(), "config.linux.overhead.cpuset_cpus", 0},
 		{"shm size overflow", podWith(nil, map[string]string{"io.berth.shm-size": "99999999999999999999"}, nil), "config.annotations[io.berth.shm-size]", 0},
 	} {
 		err := validatePodConfig(tc.cfg)

@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -317,6 +318,9 @@ func cgroupsPath(spec *specs.Spec, parent, id, driver string) {
 	spec.Linux.CgroupsPath = filepath.Join(parent, id)
 }
 
+// cpusetRE is the kernel's list format for cpuset.cpus and cpuset.mems.
+var cpusetRE = regexp.MustCompile(`^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$`)
+
 // resources translates CPU, memory, hugepages and unified settings.
 func resources(spec *specs.Spec, r *runtimeapi.LinuxContainerResources, minOOM int) error {
 	res := spec.Linux.Resources
@@ -346,6 +350,14 @@ func resources(spec *specs.Spec, r *runtimeapi.LinuxContainerResources, minOOM i
 		p := uint64(r.GetCpuPeriod())
 		res.CPU = ensureCPU(res.CPU)
 		res.CPU.Period = &p
+	}
+	for field, v := range map[string]string{"cpuset_cpus": r.GetCpusetCpus(), "cpuset_mems": r.GetCpusetMems()} {
+		if v != "" && (len(v) > 1024 || !cpusetRE.MatchString(v)) {
+			if len(v) > 64 {
+				v = v[:64] + "..."
+			}
+			return fieldErr("config.linux.resources."+field, "%q is not a CPU or node list such as 0-3,6", v)
+		}
 	}
 	if r.GetCpusetCpus() != "" || r.GetCpusetMems() != "" {
 		res.CPU = ensureCPU(res.CPU)

@@ -384,6 +384,12 @@ func TestBuildInvalid(t *testing.T) {
 		{"negative cpu shares", func(c *Container) {
 			c.Config.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuShares: -1}
 		}, "config.linux.resources.cpu_shares"},
+		{"cpuset cpus not a list", func(c *Container) {
+			c.Config.Linux.Resources = &runtimeapi.LinuxContainerResources{CpusetCpus: "0-1;rm -rf"}
+		}, "config.linux.resources.cpuset_cpus"},
+		{"cpuset mems not a list", func(c *Container) {
+			c.Config.Linux.Resources = &runtimeapi.LinuxContainerResources{CpusetMems: "0,,1"}
+		}, "config.linux.resources.cpuset_mems"},
 		{"negative memory limit", func(c *Container) {
 			c.Config.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: -5}
 		}, "config.linux.resources.memory_limit_in_bytes"},
