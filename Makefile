@@ -7,7 +7,7 @@ GO ?= go
 PLUGINS := runc kata overlay cni monitor
 # Small programs plugins run next to themselves, one per container or pod
 # (each would otherwise be a re-executed plugin binary): DIR:NAME.
-HELPERS := monitor:berth-conmon runc:berth-pod-init
+HELPERS := monitor:berth-conmon runc:berth-pod-init runc:berth-gvisor-keeper
 PREFIX ?= /usr/local
 LIBEXEC ?= $(PREFIX)/libexec/berth
 CONFDIR ?= /etc/berth

@@ -58,7 +58,8 @@ func (b *syncBuffer) String() string {
 func buildBerth(t *testing.T, dir string) string {
 	t.Helper()
 	for _, b := range []struct{ out, pkg string }{{"berth", "."}, {"berth-plugins", "../berth-plugins"},
-		{"berth-conmon", "../../plugins/monitor/cmd/berth-conmon"}, {"berth-pod-init", "../../plugins/runc/cmd/berth-pod-init"}} {
+		{"berth-conmon", "../../plugins/monitor/cmd/berth-conmon"}, {"berth-pod-init", "../../plugins/runc/cmd/berth-pod-init"},
+		{"berth-gvisor-keeper", "../../plugins/runc/cmd/berth-gvisor-keeper"}} {
 		cmd := exec.Command("go", "build", "-tags", buildTags, "-o", filepath.Join(dir, b.out), b.pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build
 		out, err := cmd.CombinedOutput()

@@ -456,17 +456,23 @@ func (s *Server) removeSandbox(ctx context.Context, sb *state.Sandbox) error {
 // removeCgroup removes a pod's cgroupfs parent in every hierarchy (runc
 // removes the containers' leaves, not their parent). Best effort: a
 // non-empty cgroup stays.
+//
+// A parent kubelet passed is removed too when it is empty (kubelet, which
+// removes its pod cgroups itself, takes a missing one in its stride; one
+// still in use, say by the pod's next sandbox, is busy and stays).
 func removeCgroup(parent string) {
-	// Only the parents Berth makes (kubelet removes its own pod cgroups).
-	if filepath.Dir(parent) != "/berth" || !strings.HasPrefix(filepath.Base(parent), "pod-") {
+	if parent == "" || !strings.HasPrefix(parent, "/") {
 		return
 	}
 	entries, err := os.ReadDir("/sys/fs/cgroup")
 	if err != nil {
 		return
 	}
-	// Berth's parent of pod cgroups goes with its last pod.
-	dirs := []string{parent, "/berth"}
+	dirs := []string{parent}
+	if filepath.Dir(parent) == "/berth" {
+		// Berth's parent of pod cgroups goes with its last pod.
+		dirs = append(dirs, "/berth")
+	}
 	for _, d := range dirs {
 		for _, e := range entries {
 			rmdirCgroup(filepath.Join("/sys/fs/cgroup", e.Name(), d), d == parent)

@@ -322,7 +322,7 @@ func (p *Plugin) gvisorCreateCommand(ctx context.Context, c *runtimeClass, r *ru
 		}
 		return nil, status.Errorf(codes.Internal, "container %s: %v", r.GetContainerId(), err)
 	}
-	self, err := os.Executable()
+	self, err := gvisor.Binary()
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "%v", err)
 	}

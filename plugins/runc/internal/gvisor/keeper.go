@@ -58,6 +58,25 @@ const (
 	KeeperArg = "berth-gvisor-keeper"
 )
 
+// HelperName is the small program (plugins/runc/cmd/berth-gvisor-keeper)
+// that runs the create command and the keeper when it sits next to the
+// plugin's own binary: a keeper lives as long as its container. Without it
+// the plugin binary runs itself.
+const HelperName = "berth-gvisor-keeper"
+
+// Binary is the program that runs the create command and the keeper.
+func Binary() (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	helper := filepath.Join(filepath.Dir(self), HelperName)
+	if st, err := os.Stat(helper); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		return helper, nil
+	}
+	return self, nil
+}
+
 // Socket is the keeper's socket for container id under dir.
 func Socket(dir, id string) string {
 	sum := sha256.Sum256([]byte(id))
