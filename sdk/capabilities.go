@@ -16,6 +16,7 @@ const (
 	CapStats          Capability = "stats"           // Stats
 	CapSandboxStats   Capability = "sandbox-stats"   // SandboxStats
 	CapSandboxUpdate  Capability = "sandbox-update"  // UpdateSandbox
+	CapSandboxStatus  Capability = "sandbox-status"  // SandboxStatus
 	CapHostNamespaces Capability = "host-namespaces" // host network/pid/ipc
 	CapPrivileged     Capability = "privileged"      // privileged containers
 	CapUserNamespaces Capability = "user-namespaces"

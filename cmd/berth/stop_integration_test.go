@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,5 +120,64 @@ func TestIntegrationStopWithHungRuntime(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if out, _ := exec.Command("pgrep", "-f", "^sleep 3599$").Output(); len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("hung runtime calls left running: %s", out)
+	}
+}
+
+// TestIntegrationPodInitKilled kills a pod's init (what the OOM killer or
+// an operator may do): the pod's PID namespace and its containers die with
+// it, and the pod must turn NotReady so that kubelet replaces it.
+func TestIntegrationPodInitKilled(t *testing.T) {
+	d, rc, image := podClients(t)
+	ctx := context.Background()
+	pcfg := podConfig(d, "orphan")
+	pod, err := rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = rc.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+		_, _ = rc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+	})
+	c, err := rc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: pcfg,
+		Config: ctrConfig("app", image, "sleep 3600")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := rc.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod.PodSandboxId, Verbose: true})
+	if err != nil || st.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Fatalf("pod before: %v %v", st, err)
+	}
+	var info struct {
+		InitPID int `json:"init_pid"`
+	}
+	if err := json.Unmarshal([]byte(st.Info["info"]), &info); err != nil || info.InitPID <= 0 {
+		t.Fatalf("no init pid in %v: %v", st.Info, err)
+	}
+	if err := syscall.Kill(info.InitPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if cs := waitState(t, rc, c.ContainerId, runtimeapi.ContainerState_CONTAINER_EXITED); cs.ExitCode != 137 {
+		t.Errorf("container after its pod init died: %+v", cs)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err = rc.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod.PodSandboxId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status.State == runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod still %v after its init died", st.Status.State)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	list, err := rc.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{Id: pod.PodSandboxId}})
+	if err != nil || len(list.Items) != 1 || list.Items[0].State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Errorf("ListPodSandbox after the init died: %v %v", list, err)
 	}
 }

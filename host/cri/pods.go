@@ -512,6 +512,7 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	if err != nil {
 		return nil, err
 	}
+	s.checkSandboxAlive(ctx, sb)
 	st := &runtimeapi.PodSandboxStatus{
 		Id: sb.ID, Metadata: cfg.GetMetadata(), State: sandboxState(sb), CreatedAt: sb.CreatedAt,
 		Network: &runtimeapi.PodSandboxNetworkStatus{},
@@ -526,6 +527,36 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 		resp.Info = map[string]string{"info": string(b)}
 	}
 	return resp, nil
+}
+
+// checkSandboxAlive asks the runtime whether a ready pod can still run
+// containers; one that cannot (its init or VM died) becomes NotReady, so
+// kubelet replaces it instead of restarting containers into it forever.
+func (s *Server) checkSandboxAlive(ctx context.Context, sb *state.Sandbox) {
+	if sb.Phase != state.PhaseReady {
+		return
+	}
+	rtc, opts, rt, err := s.runtimeOf(sb)
+	if err != nil || rt.Require(sdk.CapSandboxStatus) != nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := rtc.SandboxStatus(cctx, &runtimev1.SandboxStatusRequest{SandboxId: sb.ID, Options: opts, Handle: sb.Handle})
+	if err != nil || st.GetReady() {
+		return
+	}
+	defer s.locks.lock(sb.ID)()
+	cur, err := s.store.Sandbox(sb.ID)
+	if err != nil || cur.Phase != state.PhaseReady {
+		return
+	}
+	cur.Phase = state.PhaseNotReady
+	if err := s.store.UpdateSandbox(cur); err != nil {
+		return
+	}
+	sb.Phase = cur.Phase
+	s.log.Warn("pod sandbox is no longer ready", "pod", sb.ID, "reason", st.GetReason(), "message", st.GetMessage())
 }
 
 // ListPodSandbox lists pods matching the filter.

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/berth-cri/berth/plugins/runc/internal/cgroups"
+	"github.com/berth-cri/berth/plugins/runc/internal/ociruntime"
 	"github.com/berth-cri/berth/plugins/runc/internal/sandbox"
 	runtimev1 "github.com/berth-cri/berth/sdk/proto/runtime/v1"
 )
@@ -135,4 +136,38 @@ func joinPodCgroup(parent string, pid int) error {
 		return fmt.Errorf("pod init into cgroup %s: %w", parent, err)
 	}
 	return nil
+}
+
+// SandboxStatus reports a pod dead once nothing can join it any more: the
+// pod init of a runc pod (its PID namespace dies with it, and every process
+// in it), or the root container of a gVisor pod.
+func (p *Plugin) SandboxStatus(ctx context.Context, r *runtimev1.SandboxStatusRequest) (*runtimev1.SandboxStatusResponse, error) {
+	h, err := p.handleFor(r.GetSandboxId(), r.GetHandle())
+	if err != nil {
+		return nil, err
+	}
+	if h.Gvisor {
+		c, err := p.classFor(r.GetOptions())
+		if err != nil {
+			return nil, err
+		}
+		st, err := c.rt.State(ctx, r.GetSandboxId())
+		if err != nil && !errors.Is(err, ociruntime.ErrNotExist) {
+			return nil, rpcErr(err)
+		}
+		if err != nil || st.Status != "running" {
+			why := "it does not exist"
+			if err == nil {
+				why = "it is " + st.Status
+			}
+			return &runtimev1.SandboxStatusResponse{Reason: "SandboxExited",
+				Message: "the gVisor sandbox's root container is not running (" + why + ")"}, nil
+		}
+		return &runtimev1.SandboxStatusResponse{Ready: true}, nil
+	}
+	if pidns := h.Namespaces[sandbox.PIDNS]; pidns != "" && !sandbox.InitHolds(h.InitPID, pidns) {
+		return &runtimev1.SandboxStatusResponse{Reason: "PodInitExited",
+			Message: fmt.Sprintf("the pod init (PID %d) holding the pod's PID namespace is gone, and every process of the pod with it", h.InitPID)}, nil
+	}
+	return &runtimev1.SandboxStatusResponse{Ready: true}, nil
 }

@@ -318,3 +318,17 @@ func parseNetDev(b []byte) []Interface {
 	}
 	return out
 }
+
+// InitHolds reports whether pid is a live pod init whose PID namespace is
+// the one pinned at path (so a recycled PID never passes for the init).
+func InitHolds(pid int, path string) bool {
+	if pid <= 0 || !InitAlive(pid) {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return false
+	}
+	l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	return err == nil && l == fmt.Sprintf("pid:[%d]", st.Ino)
+}

@@ -1644,6 +1644,127 @@ func (*UpdateSandboxResponse) Descriptor() ([]byte, []int) {
 	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{25}
 }
 
+type SandboxStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
+	Options       *RuntimeOptions        `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	Handle        []byte                 `protobuf:"bytes,3,opt,name=handle,proto3" json:"handle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SandboxStatusRequest) Reset() {
+	*x = SandboxStatusRequest{}
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SandboxStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SandboxStatusRequest) ProtoMessage() {}
+
+func (x *SandboxStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SandboxStatusRequest.ProtoReflect.Descriptor instead.
+func (*SandboxStatusRequest) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SandboxStatusRequest) GetSandboxId() string {
+	if x != nil {
+		return x.SandboxId
+	}
+	return ""
+}
+
+func (x *SandboxStatusRequest) GetOptions() *RuntimeOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *SandboxStatusRequest) GetHandle() []byte {
+	if x != nil {
+		return x.Handle
+	}
+	return nil
+}
+
+type SandboxStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ready bool                   `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
+	// When not ready: a CamelCase reason ("PodInitExited") and a message.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SandboxStatusResponse) Reset() {
+	*x = SandboxStatusResponse{}
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SandboxStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SandboxStatusResponse) ProtoMessage() {}
+
+func (x *SandboxStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SandboxStatusResponse.ProtoReflect.Descriptor instead.
+func (*SandboxStatusResponse) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SandboxStatusResponse) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *SandboxStatusResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SandboxStatusResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type ExecInput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Input:
@@ -1659,7 +1780,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[26]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1792,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[26]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1805,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{26}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ExecInput) GetInput() isExecInput_Input {
@@ -1775,7 +1896,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +1908,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +1921,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ExecStart) GetContainerId() string {
@@ -1855,7 +1976,7 @@ type TerminalSize struct {
 
 func (x *TerminalSize) Reset() {
 	*x = TerminalSize{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[28]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +1988,7 @@ func (x *TerminalSize) String() string {
 func (*TerminalSize) ProtoMessage() {}
 
 func (x *TerminalSize) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[28]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +2001,7 @@ func (x *TerminalSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
 func (*TerminalSize) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{28}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TerminalSize) GetWidth() uint32 {
@@ -1911,7 +2032,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[29]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +2044,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[29]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2057,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ExecOutput) GetOutput() isExecOutput_Output {
@@ -2005,7 +2126,7 @@ type ExecExit struct {
 
 func (x *ExecExit) Reset() {
 	*x = ExecExit{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[30]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2138,7 @@ func (x *ExecExit) String() string {
 func (*ExecExit) ProtoMessage() {}
 
 func (x *ExecExit) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[30]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2151,7 @@ func (x *ExecExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecExit.ProtoReflect.Descriptor instead.
 func (*ExecExit) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{30}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ExecExit) GetExitCode() int32 {
@@ -2063,7 +2184,7 @@ type CreateCommandRequest struct {
 
 func (x *CreateCommandRequest) Reset() {
 	*x = CreateCommandRequest{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[31]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2196,7 @@ func (x *CreateCommandRequest) String() string {
 func (*CreateCommandRequest) ProtoMessage() {}
 
 func (x *CreateCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[31]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2209,7 @@ func (x *CreateCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCommandRequest.ProtoReflect.Descriptor instead.
 func (*CreateCommandRequest) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{31}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateCommandRequest) GetContainerId() string {
@@ -2145,7 +2266,7 @@ type CreateCommandResponse struct {
 
 func (x *CreateCommandResponse) Reset() {
 	*x = CreateCommandResponse{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[32]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2157,7 +2278,7 @@ func (x *CreateCommandResponse) String() string {
 func (*CreateCommandResponse) ProtoMessage() {}
 
 func (x *CreateCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[32]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2170,7 +2291,7 @@ func (x *CreateCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCommandResponse.ProtoReflect.Descriptor instead.
 func (*CreateCommandResponse) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{32}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateCommandResponse) GetArgv() []string {
@@ -2326,7 +2447,16 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x06handle\x18\x03 \x01(\fR\x06handle\x12#\n" +
 	"\rcgroup_parent\x18\x04 \x01(\tR\fcgroupParent\x12%\n" +
 	"\x0eresources_json\x18\x05 \x01(\fR\rresourcesJson\"\x17\n" +
-	"\x15UpdateSandboxResponse\"\xbe\x01\n" +
+	"\x15UpdateSandboxResponse\"\x89\x01\n" +
+	"\x14SandboxStatusRequest\x12\x1d\n" +
+	"\n" +
+	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12:\n" +
+	"\aoptions\x18\x02 \x01(\v2 .berth.runtime.v1.RuntimeOptionsR\aoptions\x12\x16\n" +
+	"\x06handle\x18\x03 \x01(\fR\x06handle\"_\n" +
+	"\x15SandboxStatusResponse\x12\x14\n" +
+	"\x05ready\x18\x01 \x01(\bR\x05ready\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xbe\x01\n" +
 	"\tExecInput\x123\n" +
 	"\x05start\x18\x01 \x01(\v2\x1b.berth.runtime.v1.ExecStartH\x00R\x05start\x12\x16\n" +
 	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x128\n" +
@@ -2363,7 +2493,8 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\bpid_file\x18\x06 \x01(\tR\apidFile\"=\n" +
 	"\x15CreateCommandResponse\x12\x12\n" +
 	"\x04argv\x18\x01 \x03(\tR\x04argv\x12\x10\n" +
-	"\x03env\x18\x02 \x03(\tR\x03env2\x9f\t\n" +
+	"\x03env\x18\x02 \x03(\tR\x03env2\x81\n" +
+	"\n" +
 	"\aRuntime\x12`\n" +
 	"\rCreateSandbox\x12&.berth.runtime.v1.CreateSandboxRequest\x1a'.berth.runtime.v1.CreateSandboxResponse\x12Z\n" +
 	"\vStopSandbox\x12$.berth.runtime.v1.StopSandboxRequest\x1a%.berth.runtime.v1.StopSandboxResponse\x12`\n" +
@@ -2377,6 +2508,7 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x05Stats\x12\x1e.berth.runtime.v1.StatsRequest\x1a\x1f.berth.runtime.v1.StatsResponse\x12]\n" +
 	"\fSandboxStats\x12%.berth.runtime.v1.SandboxStatsRequest\x1a&.berth.runtime.v1.SandboxStatsResponse\x12`\n" +
 	"\rUpdateSandbox\x12&.berth.runtime.v1.UpdateSandboxRequest\x1a'.berth.runtime.v1.UpdateSandboxResponse\x12`\n" +
+	"\rSandboxStatus\x12&.berth.runtime.v1.SandboxStatusRequest\x1a'.berth.runtime.v1.SandboxStatusResponse\x12`\n" +
 	"\rCreateCommand\x12&.berth.runtime.v1.CreateCommandRequest\x1a'.berth.runtime.v1.CreateCommandResponse\x12E\n" +
 	"\x04Exec\x12\x1b.berth.runtime.v1.ExecInput\x1a\x1c.berth.runtime.v1.ExecOutput(\x010\x01B;Z9github.com/berth-cri/berth/sdk/proto/runtime/v1;runtimev1b\x06proto3"
 
@@ -2392,7 +2524,7 @@ func file_proto_runtime_v1_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_runtime_v1_runtime_proto_rawDescData
 }
 
-var file_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(*RuntimeOptions)(nil),        // 0: berth.runtime.v1.RuntimeOptions
 	(*CreateSandboxRequest)(nil),  // 1: berth.runtime.v1.CreateSandboxRequest
@@ -2420,21 +2552,23 @@ var file_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(*InterfaceStats)(nil),        // 23: berth.runtime.v1.InterfaceStats
 	(*UpdateSandboxRequest)(nil),  // 24: berth.runtime.v1.UpdateSandboxRequest
 	(*UpdateSandboxResponse)(nil), // 25: berth.runtime.v1.UpdateSandboxResponse
-	(*ExecInput)(nil),             // 26: berth.runtime.v1.ExecInput
-	(*ExecStart)(nil),             // 27: berth.runtime.v1.ExecStart
-	(*TerminalSize)(nil),          // 28: berth.runtime.v1.TerminalSize
-	(*ExecOutput)(nil),            // 29: berth.runtime.v1.ExecOutput
-	(*ExecExit)(nil),              // 30: berth.runtime.v1.ExecExit
-	(*CreateCommandRequest)(nil),  // 31: berth.runtime.v1.CreateCommandRequest
-	(*CreateCommandResponse)(nil), // 32: berth.runtime.v1.CreateCommandResponse
-	nil,                           // 33: berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
-	nil,                           // 34: berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
-	nil,                           // 35: berth.runtime.v1.StateResponse.AnnotationsEntry
+	(*SandboxStatusRequest)(nil),  // 26: berth.runtime.v1.SandboxStatusRequest
+	(*SandboxStatusResponse)(nil), // 27: berth.runtime.v1.SandboxStatusResponse
+	(*ExecInput)(nil),             // 28: berth.runtime.v1.ExecInput
+	(*ExecStart)(nil),             // 29: berth.runtime.v1.ExecStart
+	(*TerminalSize)(nil),          // 30: berth.runtime.v1.TerminalSize
+	(*ExecOutput)(nil),            // 31: berth.runtime.v1.ExecOutput
+	(*ExecExit)(nil),              // 32: berth.runtime.v1.ExecExit
+	(*CreateCommandRequest)(nil),  // 33: berth.runtime.v1.CreateCommandRequest
+	(*CreateCommandResponse)(nil), // 34: berth.runtime.v1.CreateCommandResponse
+	nil,                           // 35: berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
+	nil,                           // 36: berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
+	nil,                           // 37: berth.runtime.v1.StateResponse.AnnotationsEntry
 }
 var file_proto_runtime_v1_runtime_proto_depIdxs = []int32{
 	0,  // 0: berth.runtime.v1.CreateSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	33, // 1: berth.runtime.v1.CreateSandboxRequest.annotations:type_name -> berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
-	34, // 2: berth.runtime.v1.CreateSandboxResponse.namespace_paths:type_name -> berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
+	35, // 1: berth.runtime.v1.CreateSandboxRequest.annotations:type_name -> berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
+	36, // 2: berth.runtime.v1.CreateSandboxResponse.namespace_paths:type_name -> berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
 	0,  // 3: berth.runtime.v1.StopSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 4: berth.runtime.v1.RemoveSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 5: berth.runtime.v1.CreateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
@@ -2442,51 +2576,54 @@ var file_proto_runtime_v1_runtime_proto_depIdxs = []int32{
 	0,  // 7: berth.runtime.v1.KillRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 8: berth.runtime.v1.DeleteRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 9: berth.runtime.v1.StateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	35, // 10: berth.runtime.v1.StateResponse.annotations:type_name -> berth.runtime.v1.StateResponse.AnnotationsEntry
+	37, // 10: berth.runtime.v1.StateResponse.annotations:type_name -> berth.runtime.v1.StateResponse.AnnotationsEntry
 	0,  // 11: berth.runtime.v1.UpdateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 12: berth.runtime.v1.StatsRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 13: berth.runtime.v1.SandboxStatsRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	20, // 14: berth.runtime.v1.SandboxStatsResponse.usage:type_name -> berth.runtime.v1.StatsResponse
 	23, // 15: berth.runtime.v1.SandboxStatsResponse.interfaces:type_name -> berth.runtime.v1.InterfaceStats
 	0,  // 16: berth.runtime.v1.UpdateSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	27, // 17: berth.runtime.v1.ExecInput.start:type_name -> berth.runtime.v1.ExecStart
-	28, // 18: berth.runtime.v1.ExecInput.resize:type_name -> berth.runtime.v1.TerminalSize
-	0,  // 19: berth.runtime.v1.ExecStart.options:type_name -> berth.runtime.v1.RuntimeOptions
-	30, // 20: berth.runtime.v1.ExecOutput.exit:type_name -> berth.runtime.v1.ExecExit
-	0,  // 21: berth.runtime.v1.CreateCommandRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	1,  // 22: berth.runtime.v1.Runtime.CreateSandbox:input_type -> berth.runtime.v1.CreateSandboxRequest
-	3,  // 23: berth.runtime.v1.Runtime.StopSandbox:input_type -> berth.runtime.v1.StopSandboxRequest
-	5,  // 24: berth.runtime.v1.Runtime.RemoveSandbox:input_type -> berth.runtime.v1.RemoveSandboxRequest
-	7,  // 25: berth.runtime.v1.Runtime.Create:input_type -> berth.runtime.v1.CreateRequest
-	9,  // 26: berth.runtime.v1.Runtime.Start:input_type -> berth.runtime.v1.StartRequest
-	11, // 27: berth.runtime.v1.Runtime.Kill:input_type -> berth.runtime.v1.KillRequest
-	13, // 28: berth.runtime.v1.Runtime.Delete:input_type -> berth.runtime.v1.DeleteRequest
-	15, // 29: berth.runtime.v1.Runtime.State:input_type -> berth.runtime.v1.StateRequest
-	17, // 30: berth.runtime.v1.Runtime.Update:input_type -> berth.runtime.v1.UpdateRequest
-	19, // 31: berth.runtime.v1.Runtime.Stats:input_type -> berth.runtime.v1.StatsRequest
-	21, // 32: berth.runtime.v1.Runtime.SandboxStats:input_type -> berth.runtime.v1.SandboxStatsRequest
-	24, // 33: berth.runtime.v1.Runtime.UpdateSandbox:input_type -> berth.runtime.v1.UpdateSandboxRequest
-	31, // 34: berth.runtime.v1.Runtime.CreateCommand:input_type -> berth.runtime.v1.CreateCommandRequest
-	26, // 35: berth.runtime.v1.Runtime.Exec:input_type -> berth.runtime.v1.ExecInput
-	2,  // 36: berth.runtime.v1.Runtime.CreateSandbox:output_type -> berth.runtime.v1.CreateSandboxResponse
-	4,  // 37: berth.runtime.v1.Runtime.StopSandbox:output_type -> berth.runtime.v1.StopSandboxResponse
-	6,  // 38: berth.runtime.v1.Runtime.RemoveSandbox:output_type -> berth.runtime.v1.RemoveSandboxResponse
-	8,  // 39: berth.runtime.v1.Runtime.Create:output_type -> berth.runtime.v1.CreateResponse
-	10, // 40: berth.runtime.v1.Runtime.Start:output_type -> berth.runtime.v1.StartResponse
-	12, // 41: berth.runtime.v1.Runtime.Kill:output_type -> berth.runtime.v1.KillResponse
-	14, // 42: berth.runtime.v1.Runtime.Delete:output_type -> berth.runtime.v1.DeleteResponse
-	16, // 43: berth.runtime.v1.Runtime.State:output_type -> berth.runtime.v1.StateResponse
-	18, // 44: berth.runtime.v1.Runtime.Update:output_type -> berth.runtime.v1.UpdateResponse
-	20, // 45: berth.runtime.v1.Runtime.Stats:output_type -> berth.runtime.v1.StatsResponse
-	22, // 46: berth.runtime.v1.Runtime.SandboxStats:output_type -> berth.runtime.v1.SandboxStatsResponse
-	25, // 47: berth.runtime.v1.Runtime.UpdateSandbox:output_type -> berth.runtime.v1.UpdateSandboxResponse
-	32, // 48: berth.runtime.v1.Runtime.CreateCommand:output_type -> berth.runtime.v1.CreateCommandResponse
-	29, // 49: berth.runtime.v1.Runtime.Exec:output_type -> berth.runtime.v1.ExecOutput
-	36, // [36:50] is the sub-list for method output_type
-	22, // [22:36] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	0,  // 17: berth.runtime.v1.SandboxStatusRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
+	29, // 18: berth.runtime.v1.ExecInput.start:type_name -> berth.runtime.v1.ExecStart
+	30, // 19: berth.runtime.v1.ExecInput.resize:type_name -> berth.runtime.v1.TerminalSize
+	0,  // 20: berth.runtime.v1.ExecStart.options:type_name -> berth.runtime.v1.RuntimeOptions
+	32, // 21: berth.runtime.v1.ExecOutput.exit:type_name -> berth.runtime.v1.ExecExit
+	0,  // 22: berth.runtime.v1.CreateCommandRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
+	1,  // 23: berth.runtime.v1.Runtime.CreateSandbox:input_type -> berth.runtime.v1.CreateSandboxRequest
+	3,  // 24: berth.runtime.v1.Runtime.StopSandbox:input_type -> berth.runtime.v1.StopSandboxRequest
+	5,  // 25: berth.runtime.v1.Runtime.RemoveSandbox:input_type -> berth.runtime.v1.RemoveSandboxRequest
+	7,  // 26: berth.runtime.v1.Runtime.Create:input_type -> berth.runtime.v1.CreateRequest
+	9,  // 27: berth.runtime.v1.Runtime.Start:input_type -> berth.runtime.v1.StartRequest
+	11, // 28: berth.runtime.v1.Runtime.Kill:input_type -> berth.runtime.v1.KillRequest
+	13, // 29: berth.runtime.v1.Runtime.Delete:input_type -> berth.runtime.v1.DeleteRequest
+	15, // 30: berth.runtime.v1.Runtime.State:input_type -> berth.runtime.v1.StateRequest
+	17, // 31: berth.runtime.v1.Runtime.Update:input_type -> berth.runtime.v1.UpdateRequest
+	19, // 32: berth.runtime.v1.Runtime.Stats:input_type -> berth.runtime.v1.StatsRequest
+	21, // 33: berth.runtime.v1.Runtime.SandboxStats:input_type -> berth.runtime.v1.SandboxStatsRequest
+	24, // 34: berth.runtime.v1.Runtime.UpdateSandbox:input_type -> berth.runtime.v1.UpdateSandboxRequest
+	26, // 35: berth.runtime.v1.Runtime.SandboxStatus:input_type -> berth.runtime.v1.SandboxStatusRequest
+	33, // 36: berth.runtime.v1.Runtime.CreateCommand:input_type -> berth.runtime.v1.CreateCommandRequest
+	28, // 37: berth.runtime.v1.Runtime.Exec:input_type -> berth.runtime.v1.ExecInput
+	2,  // 38: berth.runtime.v1.Runtime.CreateSandbox:output_type -> berth.runtime.v1.CreateSandboxResponse
+	4,  // 39: berth.runtime.v1.Runtime.StopSandbox:output_type -> berth.runtime.v1.StopSandboxResponse
+	6,  // 40: berth.runtime.v1.Runtime.RemoveSandbox:output_type -> berth.runtime.v1.RemoveSandboxResponse
+	8,  // 41: berth.runtime.v1.Runtime.Create:output_type -> berth.runtime.v1.CreateResponse
+	10, // 42: berth.runtime.v1.Runtime.Start:output_type -> berth.runtime.v1.StartResponse
+	12, // 43: berth.runtime.v1.Runtime.Kill:output_type -> berth.runtime.v1.KillResponse
+	14, // 44: berth.runtime.v1.Runtime.Delete:output_type -> berth.runtime.v1.DeleteResponse
+	16, // 45: berth.runtime.v1.Runtime.State:output_type -> berth.runtime.v1.StateResponse
+	18, // 46: berth.runtime.v1.Runtime.Update:output_type -> berth.runtime.v1.UpdateResponse
+	20, // 47: berth.runtime.v1.Runtime.Stats:output_type -> berth.runtime.v1.StatsResponse
+	22, // 48: berth.runtime.v1.Runtime.SandboxStats:output_type -> berth.runtime.v1.SandboxStatsResponse
+	25, // 49: berth.runtime.v1.Runtime.UpdateSandbox:output_type -> berth.runtime.v1.UpdateSandboxResponse
+	27, // 50: berth.runtime.v1.Runtime.SandboxStatus:output_type -> berth.runtime.v1.SandboxStatusResponse
+	34, // 51: berth.runtime.v1.Runtime.CreateCommand:output_type -> berth.runtime.v1.CreateCommandResponse
+	31, // 52: berth.runtime.v1.Runtime.Exec:output_type -> berth.runtime.v1.ExecOutput
+	38, // [38:53] is the sub-list for method output_type
+	23, // [23:38] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_proto_runtime_v1_runtime_proto_init() }
@@ -2494,13 +2631,13 @@ func file_proto_runtime_v1_runtime_proto_init() {
 	if File_proto_runtime_v1_runtime_proto != nil {
 		return
 	}
-	file_proto_runtime_v1_runtime_proto_msgTypes[26].OneofWrappers = []any{
+	file_proto_runtime_v1_runtime_proto_msgTypes[28].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),
 		(*ExecInput_Stdin)(nil),
 		(*ExecInput_Resize)(nil),
 		(*ExecInput_CloseStdin)(nil),
 	}
-	file_proto_runtime_v1_runtime_proto_msgTypes[29].OneofWrappers = []any{
+	file_proto_runtime_v1_runtime_proto_msgTypes[31].OneofWrappers = []any{
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_Exit)(nil),
@@ -2511,7 +2648,7 @@ func file_proto_runtime_v1_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_runtime_v1_runtime_proto_rawDesc), len(file_proto_runtime_v1_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

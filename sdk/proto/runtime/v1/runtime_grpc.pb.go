@@ -39,6 +39,7 @@ const (
 	Runtime_Stats_FullMethodName         = "/berth.runtime.v1.Runtime/Stats"
 	Runtime_SandboxStats_FullMethodName  = "/berth.runtime.v1.Runtime/SandboxStats"
 	Runtime_UpdateSandbox_FullMethodName = "/berth.runtime.v1.Runtime/UpdateSandbox"
+	Runtime_SandboxStatus_FullMethodName = "/berth.runtime.v1.Runtime/SandboxStatus"
 	Runtime_CreateCommand_FullMethodName = "/berth.runtime.v1.Runtime/CreateCommand"
 	Runtime_Exec_FullMethodName          = "/berth.runtime.v1.Runtime/Exec"
 )
@@ -71,6 +72,10 @@ type RuntimeClient interface {
 	// UpdateSandbox applies pod-level Linux resources to the sandbox's cgroup
 	// parent.
 	UpdateSandbox(ctx context.Context, in *UpdateSandboxRequest, opts ...grpc.CallOption) (*UpdateSandboxResponse, error)
+	// SandboxStatus reports whether the sandbox can still run containers (a
+	// pod whose init or VM died cannot), cheaply: the host asks on every
+	// PodSandboxStatus.
+	SandboxStatus(ctx context.Context, in *SandboxStatusRequest, opts ...grpc.CallOption) (*SandboxStatusResponse, error)
 	// CreateCommand returns the command that creates a container from its
 	// bundle, for the monitor to run: the monitor becomes the parent of the
 	// container's init (to collect its exit status) and owns its stdio. The
@@ -211,6 +216,16 @@ func (c *runtimeClient) UpdateSandbox(ctx context.Context, in *UpdateSandboxRequ
 	return out, nil
 }
 
+func (c *runtimeClient) SandboxStatus(ctx context.Context, in *SandboxStatusRequest, opts ...grpc.CallOption) (*SandboxStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SandboxStatusResponse)
+	err := c.cc.Invoke(ctx, Runtime_SandboxStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *runtimeClient) CreateCommand(ctx context.Context, in *CreateCommandRequest, opts ...grpc.CallOption) (*CreateCommandResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateCommandResponse)
@@ -262,6 +277,10 @@ type RuntimeServer interface {
 	// UpdateSandbox applies pod-level Linux resources to the sandbox's cgroup
 	// parent.
 	UpdateSandbox(context.Context, *UpdateSandboxRequest) (*UpdateSandboxResponse, error)
+	// SandboxStatus reports whether the sandbox can still run containers (a
+	// pod whose init or VM died cannot), cheaply: the host asks on every
+	// PodSandboxStatus.
+	SandboxStatus(context.Context, *SandboxStatusRequest) (*SandboxStatusResponse, error)
 	// CreateCommand returns the command that creates a container from its
 	// bundle, for the monitor to run: the monitor becomes the parent of the
 	// container's init (to collect its exit status) and owns its stdio. The
@@ -317,6 +336,9 @@ func (UnimplementedRuntimeServer) SandboxStats(context.Context, *SandboxStatsReq
 }
 func (UnimplementedRuntimeServer) UpdateSandbox(context.Context, *UpdateSandboxRequest) (*UpdateSandboxResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateSandbox not implemented")
+}
+func (UnimplementedRuntimeServer) SandboxStatus(context.Context, *SandboxStatusRequest) (*SandboxStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SandboxStatus not implemented")
 }
 func (UnimplementedRuntimeServer) CreateCommand(context.Context, *CreateCommandRequest) (*CreateCommandResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateCommand not implemented")
@@ -561,6 +583,24 @@ func _Runtime_UpdateSandbox_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Runtime_SandboxStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SandboxStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuntimeServer).SandboxStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Runtime_SandboxStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuntimeServer).SandboxStatus(ctx, req.(*SandboxStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Runtime_CreateCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateCommandRequest)
 	if err := dec(in); err != nil {
@@ -640,6 +680,10 @@ var Runtime_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateSandbox",
 			Handler:    _Runtime_UpdateSandbox_Handler,
+		},
+		{
+			MethodName: "SandboxStatus",
+			Handler:    _Runtime_SandboxStatus_Handler,
 		},
 		{
 			MethodName: "CreateCommand",
