@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,4 +71,43 @@ func BenchmarkPull50MB(b *testing.B) {
 		}
 		b.SetBytes(50 << 20)
 	})
+}
+
+// BenchmarkRootfsCycle is a container's writable layer from create to
+// remove (CreateRootfs, MountRootfs, UnmountRootfs, RemoveRootfs) on the
+// overlay driver, the storage part of CreateContainer and RemovePodSandbox.
+//
+//	go test -run '^$' -bench RootfsCycle -benchtime 50x ./plugins/overlay/internal/images/
+func BenchmarkRootfsCycle(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root for overlay")
+	}
+	reg := testimages.StartRegistry(b)
+	reg.Push(b, "busybox", testimages.Busybox(b), "latest")
+	dir := b.TempDir()
+	svc, err := New(Options{Driver: "overlay", GraphRoot: filepath.Join(dir, "g"), RunRoot: filepath.Join(dir, "r"), RegistriesConf: reg.RegistriesConf(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { svc.Close() })
+	img, err := svc.Pull(context.Background(), reg.Ref("busybox:latest"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		id := fmt.Sprintf("%064x", i+1)
+		if _, err := svc.CreateRootfs(id, img, "", false); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := svc.MountRootfs(id); err != nil {
+			b.Fatal(err)
+		}
+		if err := svc.UnmountRootfs(id); err != nil {
+			b.Fatal(err)
+		}
+		if err := svc.RemoveRootfs(id); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -43,7 +43,12 @@ func (s *Service) CreateRootfs(id, image, name string, readOnly bool) (string, e
 	if name != "" {
 		names = []string{name}
 	}
-	opts := &storage.ContainerOptions{}
+	// Volatile, as CRI-O creates every container: the writable layer's
+	// records and the overlay upper dir are not fsynced. A container does not
+	// outlive a reboot, which is the only thing fsync guards against here
+	// (a killed process loses nothing); Open's GarbageCollect removes what
+	// a power loss leaves unreferenced.
+	opts := &storage.ContainerOptions{Volatile: true}
 	if readOnly {
 		opts.MountOpts = []string{"ro"}
 	}

@@ -120,6 +120,11 @@ func New(opts Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s store in %s: %w", opts.Driver, opts.GraphRoot, err)
 	}
+	// Containers are volatile (see CreateRootfs): after an unclean shutdown
+	// of the machine, layers nobody references any more are removed.
+	if err := store.GarbageCollect(); err != nil {
+		opts.Logger.Warn("removing unreferenced leftovers from the store", "error", err)
+	}
 	return &Service{
 		opts: opts, store: store, sys: sys, policy: policy, log: opts.Logger,
 		configs: map[string]*imgspecv1.Image{},
