@@ -1,6 +1,7 @@
 package runcplugin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -158,11 +159,26 @@ func (p *Plugin) StopSandbox(ctx context.Context, r *runtimev1.StopSandboxReques
 	}
 	if h.InitPID > 0 && sandbox.InitAlive(h.InitPID) {
 		_ = syscall.Kill(h.InitPID, syscall.SIGKILL)
-		for i := 0; i < 100 && sandbox.InitAlive(h.InitPID); i++ {
+		// Wait until it has exited, not only until it stops looking like a
+		// pod init: an exiting process loses its command line before it
+		// leaves its cgroups, and the pod's cgroup cannot be removed
+		// until it has.
+		for i := 0; i < 100 && !exited(h.InitPID); i++ {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	return &runtimev1.StopSandboxResponse{}, nil
+}
+
+// exited reports whether pid is gone or a zombie (past leaving its cgroups).
+func exited(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	return len(f) == 0 || f[0] == "Z" || f[0] == "X"
 }
 
 // RemoveSandbox unpins the namespaces and removes the sandbox directory.
