@@ -202,7 +202,14 @@ func (r routedConn) Invoke(ctx context.Context, method string, args, reply any, 
 	if err != nil {
 		return err
 	}
-	return r.i.wrap(ctx, conn.Invoke(ctx, method, args, reply, opts...))
+	start := time.Now()
+	err = r.i.wrap(ctx, conn.Invoke(ctx, method, args, reply, opts...))
+	// With --log-level debug, every plugin call and its duration: where a
+	// CRI call's time goes.
+	if r.i.log.Enabled(ctx, slog.LevelDebug) {
+		r.i.log.Debug("plugin call", "method", method, "duration", time.Since(start), "code", status.Code(err).String())
+	}
+	return err
 }
 
 func (r routedConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {

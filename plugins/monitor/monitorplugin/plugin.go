@@ -144,31 +144,31 @@ func (p *Plugin) Watch(ctx context.Context, r *monitorv1.WatchRequest) (*monitor
 	if err := os.WriteFile(filepath.Join(dir, fileLogPath), []byte(r.GetLogPath()), 0o600); err != nil {
 		return nil, status.Errorf(codes.Internal, "%v", err)
 	}
-	if _, err := conmon.Spawn(conmon.Options{Dir: dir, LogPath: r.GetLogPath(), Argv: r.GetCreateArgv(), Env: r.GetCreateEnv(), PIDFile: r.GetPidFile()}); err != nil {
+	_, created, err := conmon.Spawn(conmon.Options{Dir: dir, LogPath: r.GetLogPath(), Argv: r.GetCreateArgv(), Env: r.GetCreateEnv(), PIDFile: r.GetPidFile()})
+	if err != nil {
 		return nil, status.Errorf(codes.Internal, "container %s: %v", id, err)
 	}
 	p.mu.Lock()
 	timeout := p.createTimeout
 	p.mu.Unlock()
-	deadline := time.Now().Add(timeout)
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, conmon.FilePID)); err == nil {
-			pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-			return &monitorv1.WatchResponse{Pid: int32(pid)}, nil
-		}
-		if b, err := os.ReadFile(filepath.Join(dir, conmon.FileCreateErr)); err == nil {
-			return nil, status.Errorf(codes.Internal, "create container %s: %s", id, strings.TrimSpace(string(b)))
-		}
-		if time.Now().After(deadline) {
-			p.killSupervisor(dir)
-			return nil, status.Errorf(codes.DeadlineExceeded, "create container %s: no answer within %v", id, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, status.FromContextError(ctx.Err()).Err()
-		case <-time.After(5 * time.Millisecond):
-		}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-created:
+	case <-timer.C:
+		p.killSupervisor(dir)
+		return nil, status.Errorf(codes.DeadlineExceeded, "create container %s: no answer within %v", id, timeout)
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
 	}
+	if b, err := os.ReadFile(filepath.Join(dir, conmon.FilePID)); err == nil {
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return &monitorv1.WatchResponse{Pid: int32(pid)}, nil
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, conmon.FileCreateErr)); err == nil {
+		return nil, status.Errorf(codes.Internal, "create container %s: %s", id, strings.TrimSpace(string(b)))
+	}
+	return nil, status.Errorf(codes.Internal, "create container %s: the supervisor exited without creating it", id)
 }
 
 func (p *Plugin) killSupervisor(dir string) {

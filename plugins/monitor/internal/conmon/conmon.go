@@ -71,6 +71,9 @@ type Options struct {
 	PIDFile string   // where the create command writes the init's PID (default Dir/init.pid)
 	Argv    []string // the runtime's create command
 	Env     []string
+	// Notify: fd 3 is a pipe to close once the pid file or create.err is
+	// written (Spawn sets it), so the caller need not poll for them.
+	Notify bool
 }
 
 // Binary is the program Spawn runs as a supervisor.
@@ -86,27 +89,39 @@ func Binary() (string, error) {
 	return self, nil
 }
 
-// Spawn starts a supervisor in a session of its own and returns its PID.
+// Spawn starts a supervisor in a session of its own and returns its PID
+// and a channel closed once it has written the container's PID or its
+// create error (or died).
 // It is the calling plugin's child only until the plugin exits (then the
 // system's init adopts it); a goroutine reaps it should it exit first.
-func Spawn(o Options) (int, error) {
+func Spawn(o Options) (int, <-chan struct{}, error) {
 	bin, err := Binary()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
+	o.Notify = true
 	enc, err := json.Marshal(o)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
+	}
+	notifyR, notifyW, err := os.Pipe()
+	if err != nil {
+		return 0, nil, fmt.Errorf("spawn supervisor: %w", err)
 	}
 	cmd := exec.Command(bin, Arg)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.ExtraFiles = []*os.File{notifyW}
 	in, err := cmd.StdinPipe()
-	if err != nil {
-		return 0, fmt.Errorf("spawn supervisor: %w", err)
+	if err == nil {
+		err = cmd.Start()
 	}
-	if err := cmd.Start(); err != nil {
-		in.Close()
-		return 0, fmt.Errorf("spawn supervisor: %w", err)
+	notifyW.Close()
+	if err != nil {
+		notifyR.Close()
+		if in != nil {
+			in.Close()
+		}
+		return 0, nil, fmt.Errorf("spawn supervisor: %w", err)
 	}
 	go func() { _ = cmd.Wait() }()
 	_, err = in.Write(enc)
@@ -114,10 +129,19 @@ func Spawn(o Options) (int, error) {
 		err = cerr
 	}
 	if err != nil {
+		notifyR.Close()
 		_ = cmd.Process.Kill()
-		return 0, fmt.Errorf("spawn supervisor: hand over options: %w", err)
+		return 0, nil, fmt.Errorf("spawn supervisor: hand over options: %w", err)
 	}
-	return cmd.Process.Pid, nil
+	created := make(chan struct{})
+	go func() {
+		// EOF (or a byte) once the supervisor is past the create, or died.
+		var b [1]byte
+		_, _ = notifyR.Read(b[:])
+		notifyR.Close()
+		close(created)
+	}()
+	return cmd.Process.Pid, created, nil
 }
 
 // MaybeRun runs the supervisor when the binary was started as one; it
@@ -134,14 +158,16 @@ func MaybeRun() bool {
 	return true
 }
 
-// writeFileAtomic writes, fsyncs and renames, so readers see all or
-// nothing, and syncs the directory so the rename is durable.
-func writeFileAtomic(path string, data []byte) error {
-	if err := writeFile(path, data); err != nil {
+// writeVolatile writes data to a temporary file and renames it to path, so
+// readers see all or nothing, without fsync: for what is only true while
+// this process lives (its PID, the container's PID), which a reboot makes
+// moot anyway.
+func writeVolatile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err
 	}
-	syncDir(filepath.Dir(path))
-	return nil
+	return os.Rename(tmp, path)
 }
 
 // writeFile writes data to a temporary file, fsyncs it and renames it to
@@ -182,9 +208,22 @@ func run(o Options) int {
 		unix.Dup2(int(devnull.Fd()), 1)
 		unix.Dup2(int(devnull.Fd()), 2)
 	}
-	_ = writeFileAtomic(filepath.Join(o.Dir, FileConmonPID), []byte(strconv.Itoa(os.Getpid())))
+	var notify *os.File
+	if o.Notify {
+		// Not for the create command or the container to inherit.
+		syscall.CloseOnExec(3)
+		notify = os.NewFile(3, "notify")
+	}
+	notifyCreated := func() {
+		if notify != nil {
+			notify.Close()
+			notify = nil
+		}
+	}
+	_ = writeVolatile(filepath.Join(o.Dir, FileConmonPID), []byte(strconv.Itoa(os.Getpid())))
 	fail := func(msg string) int {
-		_ = writeFileAtomic(filepath.Join(o.Dir, FileCreateErr), []byte(msg))
+		_ = writeVolatile(filepath.Join(o.Dir, FileCreateErr), []byte(msg))
+		notifyCreated()
 		return 1
 	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -246,9 +285,10 @@ func run(o Options) int {
 	if err != nil {
 		return fail("open log: " + err.Error())
 	}
-	if err := writeFileAtomic(filepath.Join(o.Dir, FilePID), []byte(strconv.Itoa(pid))); err != nil {
+	if err := writeVolatile(filepath.Join(o.Dir, FilePID), []byte(strconv.Itoa(pid))); err != nil {
 		return fail(err.Error())
 	}
+	notifyCreated()
 	var wg sync.WaitGroup
 	for _, s := range []struct {
 		r    io.Reader

@@ -267,6 +267,20 @@ func TestIntegrationRootfsWhiteoutsAndUsage(t *testing.T) {
 	if err := svc.RemoveRootfs("ctr1"); err != nil {
 		t.Fatalf("second remove: %v", err)
 	}
+	// The name is free at once, while the old layer is deleted behind.
+	if _, err := svc.CreateRootfs("ctr4", imageID, "ctr1-name", false); err != nil {
+		t.Fatalf("the removed container's name again: %v", err)
+	}
+	// A removal accepted by a process that died before deleting the layer
+	// (here: marked by hand) is finished by the next one.
+	if err := svc.store.SetNames("ctr4", []string{removedPrefix + "ctr4"}); err != nil {
+		t.Fatal(err)
+	}
+	svc.resumeRemovals() // what New does
+	svc.flushRemovals()
+	if _, err := svc.store.Container("ctr4"); err == nil {
+		t.Error("a removal left by the previous process was not finished")
+	}
 	if err := svc.Remove(imageID); err != nil {
 		t.Fatal(err)
 	}

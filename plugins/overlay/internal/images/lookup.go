@@ -244,6 +244,7 @@ func (s *Service) Remove(name string) error {
 	// after would still see it.
 	s.removeMu.Lock()
 	defer s.removeMu.Unlock()
+	s.flushRemovals()
 	img, err := s.Lookup(name)
 	if errors.Is(err, errNotFound) {
 		return nil

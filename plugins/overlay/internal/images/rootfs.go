@@ -83,17 +83,59 @@ func (s *Service) UnmountRootfs(id string) error {
 	return nil
 }
 
-// RemoveRootfs unmounts and deletes the writable layer; idempotent.
+// removedPrefix names a container whose removal was accepted: its layer is
+// deleted in the background, and at the next start if this process dies
+// first.
+const removedPrefix = "berth-removed-"
+
+// RemoveRootfs unmounts the writable layer and hands it to the background
+// deleter; idempotent. Deleting a layer's files costs tens of milliseconds
+// on a journaling filesystem (containerd's snapshots are garbage-collected
+// the same way); the caller need not wait for it. The container's name is
+// released at once, so a new container can take it.
 func (s *Service) RemoveRootfs(id string) error {
 	if err := s.UnmountRootfs(id); err != nil {
 		return err
 	}
-	if err := s.store.DeleteContainer(id); err != nil && !gone(err) {
+	if err := s.store.SetNames(id, []string{removedPrefix + id}); err != nil {
+		if gone(err) {
+			return nil
+		}
 		return fmt.Errorf("remove rootfs of %s: %w", id, err)
 	}
-	s.invalidateFs()
+	s.queueDelete(id)
 	return nil
 }
+
+func (s *Service) queueDelete(id string) {
+	s.reaping.Add(1)
+	select {
+	case s.reap <- id:
+	default:
+		// The deleter is far behind: delete here.
+		s.deleteRemoved(id)
+	}
+}
+
+// reaper deletes removed containers' layers, one at a time.
+func (s *Service) reaper() {
+	for id := range s.reap {
+		s.deleteRemoved(id)
+	}
+}
+
+func (s *Service) deleteRemoved(id string) {
+	defer s.reaping.Done()
+	if err := s.store.DeleteContainer(id); err != nil && !gone(err) {
+		s.log.Warn("deleting a removed container's layer", "container", id, "error", err)
+		return
+	}
+	s.invalidateFs()
+}
+
+// flushRemovals waits until every removed container's layer is deleted
+// (an image those layers sit on cannot be removed before).
+func (s *Service) flushRemovals() { s.reaping.Wait() }
 
 // FsUsage is a filesystem's usage.
 type FsUsage struct {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +54,11 @@ type Service struct {
 
 	pulls    singleflight.Group
 	removeMu sync.Mutex
+
+	// Writable layers removed by RemoveRootfs are deleted in the
+	// background (see RemoveRootfs); reaping counts those not yet deleted.
+	reap    chan string
+	reaping sync.WaitGroup
 
 	cacheMu sync.Mutex
 	configs map[string]*imgspecv1.Image // image ID -> OCI config (images are immutable)
@@ -125,14 +131,37 @@ func New(opts Options) (*Service, error) {
 	if err := store.GarbageCollect(); err != nil {
 		opts.Logger.Warn("removing unreferenced leftovers from the store", "error", err)
 	}
-	return &Service{
+	svc := &Service{
 		opts: opts, store: store, sys: sys, policy: policy, log: opts.Logger,
 		configs: map[string]*imgspecv1.Image{},
-	}, nil
+		reap:    make(chan string, 1024),
+	}
+	go svc.reaper()
+	svc.resumeRemovals()
+	return svc, nil
 }
 
-// Close releases the store (and its mounts of the graph root).
+// resumeRemovals queues the removals a previous process accepted but did
+// not finish.
+func (s *Service) resumeRemovals() {
+	cs, err := s.store.Containers()
+	if err != nil {
+		s.log.Warn("listing containers for unfinished removals", "error", err)
+		return
+	}
+	for _, c := range cs {
+		for _, n := range c.Names {
+			if strings.HasPrefix(n, removedPrefix) {
+				s.queueDelete(c.ID)
+			}
+		}
+	}
+}
+
+// Close waits for pending layer deletions, then releases the store (and its
+// mounts of the graph root).
 func (s *Service) Close() error {
+	s.reaping.Wait()
 	_, err := s.store.Shutdown(false)
 	return err
 }
