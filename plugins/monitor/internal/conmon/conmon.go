@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/sdk/helper"
 )
 
 // Exit is the content of the exit file.
@@ -77,17 +79,7 @@ type Options struct {
 }
 
 // Binary is the program Spawn runs as a supervisor.
-func Binary() (string, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return "", err
-	}
-	helper := filepath.Join(filepath.Dir(self), HelperName)
-	if st, err := os.Stat(helper); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-		return helper, nil
-	}
-	return self, nil
-}
+func Binary() (string, error) { return helper.Binary(HelperName) }
 
 // Spawn starts a supervisor in a session of its own and returns its PID
 // and a channel closed once it has written the container's PID or its

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/sdk/helper"
 )
 
 // Runsc is the runsc binary with its state root and global flags.
@@ -65,17 +67,7 @@ const (
 const HelperName = "berth-gvisor-keeper"
 
 // Binary is the program that runs the create command and the keeper.
-func Binary() (string, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return "", err
-	}
-	helper := filepath.Join(filepath.Dir(self), HelperName)
-	if st, err := os.Stat(helper); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-		return helper, nil
-	}
-	return self, nil
-}
+func Binary() (string, error) { return helper.Binary(HelperName) }
 
 // Socket is the keeper's socket for container id under dir.
 func Socket(dir, id string) string {

@@ -18,6 +18,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/sdk/helper"
 )
 
 // Namespace types that can be pinned.
@@ -153,17 +155,7 @@ const InitArg = "berth-pod-init"
 const InitHelperName = "berth-pod-init"
 
 // InitBinary is the program StartInit runs as a pod init.
-func InitBinary() (string, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return "", err
-	}
-	helper := filepath.Join(filepath.Dir(self), InitHelperName)
-	if st, err := os.Stat(helper); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-		return helper, nil
-	}
-	return self, nil
-}
+func InitBinary() (string, error) { return helper.Binary(InitHelperName) }
 
 // StartInit starts a pod init in a new PID namespace and a session of its
 // own, and returns its PID. It is the plugin's child only until the plugin
