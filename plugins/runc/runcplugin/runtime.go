@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,6 +50,7 @@ type sandboxHandle struct {
 // linux.namespaces lists the namespaces the pod needs (paths empty) and
 // whose hostname is the pod's.
 func (p *Plugin) CreateSandbox(ctx context.Context, r *runtimev1.CreateSandboxRequest) (*runtimev1.CreateSandboxResponse, error) {
+	defer lockSandbox(r.GetSandboxId())()
 	c, err := p.classFor(r.GetOptions())
 	if err != nil {
 		return nil, err
@@ -150,6 +152,11 @@ func decodeHandle(b []byte) (*sandboxHandle, error) {
 // StopSandbox stops the pod init, which ends every process of the pod's
 // PID namespace. Idempotent.
 func (p *Plugin) StopSandbox(ctx context.Context, r *runtimev1.StopSandboxRequest) (*runtimev1.StopSandboxResponse, error) {
+	defer lockSandbox(r.GetSandboxId())()
+	return p.stopSandbox(ctx, r)
+}
+
+func (p *Plugin) stopSandbox(ctx context.Context, r *runtimev1.StopSandboxRequest) (*runtimev1.StopSandboxResponse, error) {
 	h, err := p.handleFor(r.GetSandboxId(), r.GetHandle())
 	if err != nil {
 		return nil, err
@@ -170,6 +177,41 @@ func (p *Plugin) StopSandbox(ctx context.Context, r *runtimev1.StopSandboxReques
 	return &runtimev1.StopSandboxResponse{}, nil
 }
 
+// sandboxLocks serialise CreateSandbox, StopSandbox and RemoveSandbox of
+// one sandbox. A CreateSandbox the host was killed during goes on here;
+// the restarted host's RemoveSandbox of the half-made pod must wait for it
+// and find everything it made (pins, pod init, cgroup), not race it and
+// leave the rest behind.
+var sandboxLocks = struct {
+	sync.Mutex
+	m map[string]*sandboxLock
+}{m: map[string]*sandboxLock{}}
+
+type sandboxLock struct {
+	sync.Mutex
+	refs int
+}
+
+func lockSandbox(id string) (unlock func()) {
+	sandboxLocks.Lock()
+	l := sandboxLocks.m[id]
+	if l == nil {
+		l = &sandboxLock{}
+		sandboxLocks.m[id] = l
+	}
+	l.refs++
+	sandboxLocks.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		sandboxLocks.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(sandboxLocks.m, id)
+		}
+		sandboxLocks.Unlock()
+	}
+}
+
 // exited reports whether pid is gone or a zombie (past leaving its cgroups).
 func exited(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -184,6 +226,7 @@ func exited(pid int) bool {
 // RemoveSandbox unpins the namespaces and removes the sandbox directory.
 // Idempotent.
 func (p *Plugin) RemoveSandbox(ctx context.Context, r *runtimev1.RemoveSandboxRequest) (*runtimev1.RemoveSandboxResponse, error) {
+	defer lockSandbox(r.GetSandboxId())()
 	h, err := p.handleFor(r.GetSandboxId(), r.GetHandle())
 	if err != nil {
 		return nil, err
@@ -193,7 +236,7 @@ func (p *Plugin) RemoveSandbox(ctx context.Context, r *runtimev1.RemoveSandboxRe
 			return nil, err
 		}
 	}
-	if _, err := p.StopSandbox(ctx, &runtimev1.StopSandboxRequest{SandboxId: r.GetSandboxId(), Options: r.GetOptions(), Handle: r.GetHandle()}); err != nil {
+	if _, err := p.stopSandbox(ctx, &runtimev1.StopSandboxRequest{SandboxId: r.GetSandboxId(), Options: r.GetOptions(), Handle: r.GetHandle()}); err != nil {
 		return nil, err
 	}
 	if err := sandbox.Unpin(h.Namespaces); err != nil {
