@@ -231,17 +231,21 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 		return nil, storeErr(err, "container")
 	}
 	var u undo
-	u.add(func() { _ = s.store.DeleteContainer(id) })
+	u.addRecord(func() { _ = s.store.DeleteContainer(id) })
 	ok := false
 	defer func() {
 		if !ok {
-			u.run()
+			u.run(s.log)
 		}
 	}()
+	// Undone even when CreateRootfs fails (the plugin may have died in it).
+	u.addCall(func(ctx context.Context) error {
+		_, err := st.RemoveRootfs(ctx, &storagev1.RemoveRootfsRequest{ContainerId: id})
+		return err
+	})
 	if _, err := st.CreateRootfs(ctx, &storagev1.CreateRootfsRequest{ContainerId: id, Image: img.GetImage().GetId(), Name: c.Name}); err != nil {
 		return nil, err
 	}
-	u.add(func() { _, _ = st.RemoveRootfs(context.Background(), &storagev1.RemoveRootfsRequest{ContainerId: id}) })
 	mnt, err := st.MountRootfs(ctx, &storagev1.MountRootfsRequest{ContainerId: id})
 	if err != nil {
 		return nil, err
@@ -280,10 +284,16 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err != nil {
 		return nil, err
 	}
-	u.add(func() {
-		_, _ = rtc.Delete(context.Background(), &runtimev1.DeleteRequest{ContainerId: id, Options: opts, Force: true})
+	// Undone in this order: the supervisor first (it may still be running
+	// the create), then whatever the runtime made.
+	u.addCall(func(ctx context.Context) error {
+		_, err := rtc.Delete(ctx, &runtimev1.DeleteRequest{ContainerId: id, Options: opts, Force: true})
+		return err
 	})
-	u.add(func() { _, _ = mon.Forget(context.Background(), &monitorv1.ForgetRequest{ContainerId: id}) })
+	u.addCall(func(ctx context.Context) error {
+		_, err := mon.Forget(ctx, &monitorv1.ForgetRequest{ContainerId: id})
+		return err
+	})
 	w, err := mon.Watch(ctx, &monitorv1.WatchRequest{ContainerId: id, SandboxId: sb.ID, StdioDir: supDir, LogPath: logFile,
 		Terminal: cfg.GetTty(), Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(), CreateArgv: cc.GetArgv(), CreateEnv: cc.GetEnv(), PidFile: pidFile})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,12 +59,62 @@ func newID() string {
 
 // undo collects cleanup steps run in reverse when an operation fails, so a
 // failed request leaves no partial state.
-type undo []func()
+//
+// Steps that call a plugin (addCall) are retried while the plugin is being
+// restarted (it died, maybe in the very call that failed), within
+// undoBudget. If one still fails, the record steps (addRecord: deleting the
+// store record, which also frees the name) are skipped: the record stays in
+// phase "creating" and Recover finishes the cleanup at the next start,
+// rather than leaving namespaces, mounts or processes nobody knows of.
+type undo struct {
+	steps  []undoStep
+	failed bool
+}
 
-func (u *undo) add(f func()) { *u = append(*u, f) }
-func (u undo) run() {
-	for i := len(u) - 1; i >= 0; i-- {
-		u[i]()
+type undoStep struct {
+	local  func()
+	call   func(context.Context) error
+	record bool
+}
+
+// undoBudget bounds the retries of an undo's plugin calls (a plugin comes
+// back in well under a second).
+const undoBudget = 5 * time.Second
+
+func (u *undo) add(f func())                          { u.steps = append(u.steps, undoStep{local: f}) }
+func (u *undo) addRecord(f func())                    { u.steps = append(u.steps, undoStep{local: f, record: true}) }
+func (u *undo) addCall(f func(context.Context) error) { u.steps = append(u.steps, undoStep{call: f}) }
+
+func (u *undo) run(log *slog.Logger) {
+	deadline := time.Now().Add(undoBudget)
+	for i := len(u.steps) - 1; i >= 0; i-- {
+		st := u.steps[i]
+		switch {
+		case st.record && u.failed:
+			log.Error("cleanup of a failed request is incomplete; its record is kept for the next start to finish", "budget", undoBudget)
+		case st.local != nil:
+			st.local()
+		default:
+			// NotFound: nothing was made, nothing to undo.
+			if err := retryUnavailable(deadline, st.call); err != nil && status.Code(err) != codes.NotFound {
+				log.Warn("cleanup step of a failed request failed", "error", err)
+				u.failed = true
+			}
+		}
+	}
+}
+
+// retryUnavailable calls f until it succeeds, fails otherwise than with
+// Unavailable, or the deadline passes.
+func retryUnavailable(deadline time.Time, f func(context.Context) error) error {
+	for {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err := f(ctx)
+		cancel()
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -169,11 +220,11 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 		return nil, storeErr(err, "sandbox")
 	}
 	var u undo
-	u.add(func() { _ = s.store.DeleteSandbox(id) })
+	u.addRecord(func() { _ = s.store.DeleteSandbox(id) })
 	ok := false
 	defer func() {
 		if !ok {
-			u.run()
+			u.run(s.log)
 		}
 	}()
 	if err := os.MkdirAll(sb.Dir, 0o755); err != nil {
@@ -221,13 +272,18 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	if s.ownsCgroup(sb, cfg) {
 		u.add(func() { removeCgroup(sb.CgroupParent) })
 	}
+	// Undone even when CreateSandbox fails: the plugin may have died half
+	// way through it, and finds what it made from the sandbox ID alone.
+	var handle []byte
+	u.addCall(func(ctx context.Context) error {
+		_, err := rtc.RemoveSandbox(ctx, &runtimev1.RemoveSandboxRequest{SandboxId: id, Options: opts, Handle: handle})
+		return err
+	})
 	created, err := rtc.CreateSandbox(ctx, &runtimev1.CreateSandboxRequest{SandboxId: id, Options: opts, SpecJson: specJSON, Annotations: cfg.GetAnnotations()})
 	if err != nil {
 		return nil, err
 	}
-	u.add(func() {
-		_, _ = rtc.RemoveSandbox(context.Background(), &runtimev1.RemoveSandboxRequest{SandboxId: id, Options: opts, Handle: created.GetHandle()})
-	})
+	handle = created.GetHandle()
 	sb.Namespaces, sb.Handle, sb.InitPID = created.GetNamespacePaths(), created.GetHandle(), int(created.GetInitPid())
 	// Pod-level limits go on a cgroup parent Berth made (kubelet sizes its
 	// own).
