@@ -170,8 +170,12 @@ func (p *Plugin) stopSandbox(ctx context.Context, r *runtimev1.StopSandboxReques
 		// pod init: an exiting process loses its command line before it
 		// leaves its cgroups, and the pod's cgroup cannot be removed
 		// until it has.
-		for i := 0; i < 100 && !exited(h.InitPID); i++ {
-			time.Sleep(10 * time.Millisecond)
+		// A killed init is usually gone within a millisecond: poll from
+		// 1 ms, backing off to 10 ms, for up to a second.
+		pause := time.Millisecond
+		for deadline := time.Now().Add(time.Second); !exited(h.InitPID) && time.Now().Before(deadline); {
+			time.Sleep(pause)
+			pause = min(2*pause, 10*time.Millisecond)
 		}
 	}
 	return &runtimev1.StopSandboxResponse{}, nil
