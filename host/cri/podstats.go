@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/berth-cri/berth/host/state"
 	"github.com/berth-cri/berth/sdk"
 	runtimev1 "github.com/berth-cri/berth/sdk/proto/runtime/v1"
+	storagev1 "github.com/berth-cri/berth/sdk/proto/storage/v1"
 )
 
 // podUsage is what one pod's statistics are built from: the runtime's view
@@ -28,10 +30,11 @@ type podUsage struct {
 }
 
 type containerUsage struct {
-	cfg   *runtimeapi.ContainerConfig
-	stats *runtimeapi.ContainerStats
-	raw   *runtimev1.StatsResponse // nil: not running
-	image string
+	cfg       *runtimeapi.ContainerConfig
+	stats     *runtimeapi.ContainerStats
+	raw       *runtimev1.StatsResponse   // nil: not running
+	fs        *storagev1.FilesystemUsage // nil: not reported
+	startedAt int64                      // unix nanoseconds
 }
 
 // podUsageOf gathers a pod's usage. A pod that is not ready reports its
@@ -54,8 +57,8 @@ func (s *Server) podUsageOf(ctx context.Context, sb *state.Sandbox, cfg *runtime
 		if l.c.SandboxID != sb.ID {
 			continue
 		}
-		st, raw := s.containerStats(ctx, l.c, l.cfg)
-		u.containers = append(u.containers, containerUsage{cfg: l.cfg, stats: st, raw: raw, image: l.c.ImageID})
+		st, raw, fs := s.containerStats(ctx, l.c, l.cfg)
+		u.containers = append(u.containers, containerUsage{cfg: l.cfg, stats: st, raw: raw, fs: fs, startedAt: l.c.StartedAt})
 	}
 	return u
 }
@@ -78,6 +81,9 @@ func (u *podUsage) criStats() *runtimeapi.PodSandboxStats {
 	if ifs := u.pod.GetInterfaces(); len(ifs) > 0 {
 		n := &runtimeapi.NetworkUsage{Timestamp: ts}
 		for _, i := range ifs {
+			if i.GetName() == "lo" {
+				continue // pod-local traffic; metrics still have it
+			}
 			iu := &runtimeapi.NetworkInterfaceUsage{Name: i.GetName(),
 				RxBytes: &runtimeapi.UInt64Value{Value: i.GetRxBytes()}, RxErrors: &runtimeapi.UInt64Value{Value: i.GetRxErrors()},
 				TxBytes: &runtimeapi.UInt64Value{Value: i.GetTxBytes()}, TxErrors: &runtimeapi.UInt64Value{Value: i.GetTxErrors()}}
@@ -88,7 +94,9 @@ func (u *podUsage) criStats() *runtimeapi.PodSandboxStats {
 				n.DefaultInterface = iu
 			}
 		}
-		out.Linux.Network = n
+		if len(n.Interfaces) > 0 {
+			out.Linux.Network = n
+		}
 	}
 	return out
 }
@@ -148,48 +156,98 @@ func (s *Server) StreamPodSandboxStats(req *runtimeapi.StreamPodSandboxStatsRequ
 	}, stream.Send)
 }
 
-// Metrics: cAdvisor's names and labels, as kubelet's /metrics/cadvisor
-// serves them when stats come from the CRI (PodAndContainerStatsFromCRI).
-// The CRI carries integers, so seconds are whole seconds, as in CRI-O.
+// Metrics: cAdvisor's names and labels, as kubelet serves them on
+// /metrics/cadvisor when stats come from the CRI (PodAndContainerStatsFromCRI),
+// the set critest expects (CRI-O's). The CRI carries integers, so seconds
+// are whole seconds, as in CRI-O.
+
+func withLabels(extra ...string) []string {
+	return append([]string{"id", "image", "namespace", "pod", "container"}, extra...)
+}
 
 var (
-	baseLabels      = []string{"id", "image", "namespace", "pod", "container"}
-	cpuLabels       = append(append([]string{}, baseLabels...), "cpu")
-	interfaceLabels = append(append([]string{}, baseLabels...), "interface")
+	baseLabels      = withLabels()
+	cpuLabels       = withLabels("cpu")
+	interfaceLabels = withLabels("interface")
+	deviceLabels    = withLabels("device")
+	blkioLabels     = withLabels("device", "major", "minor", "operation")
+	failureLabels   = withLabels("failure_type", "scope")
 )
 
+const (
+	gauge   = runtimeapi.MetricType_GAUGE
+	counter = runtimeapi.MetricType_COUNTER
+)
+
+// containerMetric is a series per running container, from the runtime's
+// counters, the container's spec and its writable layer.
 type containerMetric struct {
 	name, help string
 	typ        runtimeapi.MetricType
-	value      func(*runtimev1.StatsResponse) uint64
+	value      func(c *containerUsage) uint64
 }
 
 func seconds(ns uint64) uint64 { return ns / uint64(time.Second) }
 
+func raw(f func(*runtimev1.StatsResponse) uint64) func(*containerUsage) uint64 {
+	return func(c *containerUsage) uint64 { return f(c.raw) }
+}
+
+func spec(f func(*runtimeapi.LinuxContainerResources) int64) func(*containerUsage) uint64 {
+	return func(c *containerUsage) uint64 { return uint64(max(f(c.cfg.GetLinux().GetResources()), 0)) }
+}
+
+func layer(f func(*storagev1.FilesystemUsage) uint64) func(*containerUsage) uint64 {
+	return func(c *containerUsage) uint64 { return f(c.fs) }
+}
+
 var containerMetrics = []containerMetric{
-	{"container_cpu_user_seconds_total", "Cumulative user CPU time consumed in seconds.", runtimeapi.MetricType_COUNTER,
-		func(s *runtimev1.StatsResponse) uint64 { return seconds(s.GetCpuUserNanos()) }},
-	{"container_cpu_system_seconds_total", "Cumulative system CPU time consumed in seconds.", runtimeapi.MetricType_COUNTER,
-		func(s *runtimev1.StatsResponse) uint64 { return seconds(s.GetCpuSystemNanos()) }},
-	{"container_cpu_cfs_periods_total", "Number of elapsed enforcement period intervals.", runtimeapi.MetricType_COUNTER,
-		(*runtimev1.StatsResponse).GetCpuPeriods},
-	{"container_cpu_cfs_throttled_periods_total", "Number of throttled period intervals.", runtimeapi.MetricType_COUNTER,
-		(*runtimev1.StatsResponse).GetCpuThrottledPeriods},
-	{"container_cpu_cfs_throttled_seconds_total", "Total time duration the container has been throttled.", runtimeapi.MetricType_COUNTER,
-		func(s *runtimev1.StatsResponse) uint64 { return seconds(s.GetCpuThrottledNanos()) }},
-	{"container_memory_usage_bytes", "Current memory usage in bytes, including all memory regardless of when it was accessed.", runtimeapi.MetricType_GAUGE,
-		(*runtimev1.StatsResponse).GetMemoryUsageBytes},
-	{"container_memory_working_set_bytes", "Current working set in bytes.", runtimeapi.MetricType_GAUGE,
-		(*runtimev1.StatsResponse).GetMemoryWorkingSetBytes},
-	{"container_memory_rss", "Size of RSS in bytes.", runtimeapi.MetricType_GAUGE, (*runtimev1.StatsResponse).GetMemoryRssBytes},
-	{"container_memory_cache", "Number of bytes of page cache memory.", runtimeapi.MetricType_GAUGE, (*runtimev1.StatsResponse).GetMemoryCacheBytes},
-	{"container_memory_mapped_file", "Size of memory mapped files in bytes.", runtimeapi.MetricType_GAUGE, (*runtimev1.StatsResponse).GetMemoryMappedFileBytes},
-	{"container_memory_swap", "Container swap usage in bytes.", runtimeapi.MetricType_GAUGE, (*runtimev1.StatsResponse).GetMemorySwapBytes},
-	{"container_memory_max_usage_bytes", "Maximum memory usage recorded in bytes.", runtimeapi.MetricType_GAUGE, (*runtimev1.StatsResponse).GetMemoryMaxUsageBytes},
-	{"container_memory_failcnt", "Number of memory usage hits limits.", runtimeapi.MetricType_COUNTER, (*runtimev1.StatsResponse).GetMemoryFailcnt},
-	{"container_oom_events_total", "Count of out of memory events observed for the container.", runtimeapi.MetricType_COUNTER, (*runtimev1.StatsResponse).GetOomEvents},
-	{"container_spec_memory_limit_bytes", "Memory limit for the container.", runtimeapi.MetricType_GAUGE, (*runtimev1.StatsResponse).GetMemoryLimitBytes},
-	{"container_processes", "Number of processes running inside the container.", runtimeapi.MetricType_GAUGE, (*runtimev1.StatsResponse).GetPidsCurrent},
+	{"container_cpu_user_seconds_total", "Cumulative user CPU time consumed in seconds.", counter,
+		raw(func(s *runtimev1.StatsResponse) uint64 { return seconds(s.GetCpuUserNanos()) })},
+	{"container_cpu_system_seconds_total", "Cumulative system CPU time consumed in seconds.", counter,
+		raw(func(s *runtimev1.StatsResponse) uint64 { return seconds(s.GetCpuSystemNanos()) })},
+	{"container_cpu_cfs_periods_total", "Number of elapsed enforcement period intervals.", counter, raw((*runtimev1.StatsResponse).GetCpuPeriods)},
+	{"container_cpu_cfs_throttled_periods_total", "Number of throttled period intervals.", counter, raw((*runtimev1.StatsResponse).GetCpuThrottledPeriods)},
+	{"container_cpu_cfs_throttled_seconds_total", "Total time duration the container has been throttled.", counter,
+		raw(func(s *runtimev1.StatsResponse) uint64 { return seconds(s.GetCpuThrottledNanos()) })},
+	{"container_memory_usage_bytes", "Current memory usage in bytes, including all memory regardless of when it was accessed.", gauge, raw((*runtimev1.StatsResponse).GetMemoryUsageBytes)},
+	{"container_memory_working_set_bytes", "Current working set in bytes.", gauge, raw((*runtimev1.StatsResponse).GetMemoryWorkingSetBytes)},
+	{"container_memory_rss", "Size of RSS in bytes.", gauge, raw((*runtimev1.StatsResponse).GetMemoryRssBytes)},
+	{"container_memory_cache", "Number of bytes of page cache memory.", gauge, raw((*runtimev1.StatsResponse).GetMemoryCacheBytes)},
+	{"container_memory_mapped_file", "Size of memory mapped files in bytes.", gauge, raw((*runtimev1.StatsResponse).GetMemoryMappedFileBytes)},
+	{"container_memory_swap", "Container swap usage in bytes.", gauge, raw((*runtimev1.StatsResponse).GetMemorySwapBytes)},
+	{"container_memory_kernel_usage", "Size of kernel memory allocated in bytes.", gauge, raw((*runtimev1.StatsResponse).GetMemoryKernelBytes)},
+	{"container_memory_max_usage_bytes", "Maximum memory usage recorded in bytes.", gauge, raw((*runtimev1.StatsResponse).GetMemoryMaxUsageBytes)},
+	{"container_memory_failcnt", "Number of memory usage hits limits.", counter, raw((*runtimev1.StatsResponse).GetMemoryFailcnt)},
+	{"container_oom_events_total", "Count of out of memory events observed for the container.", counter, raw((*runtimev1.StatsResponse).GetOomEvents)},
+	{"container_processes", "Number of processes running inside the container.", gauge, raw((*runtimev1.StatsResponse).GetPidsCurrent)},
+	{"container_threads", "Number of threads running inside the container.", gauge, raw((*runtimev1.StatsResponse).GetThreads)},
+	{"container_threads_max", "Maximum number of threads allowed inside the container, 0 for unlimited.", gauge, raw((*runtimev1.StatsResponse).GetPidsLimit)},
+	{"container_file_descriptors", "Number of open file descriptors for the container.", gauge, raw((*runtimev1.StatsResponse).GetFileDescriptors)},
+	{"container_sockets", "Number of open sockets for the container.", gauge, raw((*runtimev1.StatsResponse).GetSockets)},
+	{"container_spec_memory_limit_bytes", "Memory limit for the container.", gauge, raw((*runtimev1.StatsResponse).GetMemoryLimitBytes)},
+	{"container_spec_memory_swap_limit_bytes", "Memory swap limit for the container.", gauge, spec((*runtimeapi.LinuxContainerResources).GetMemorySwapLimitInBytes)},
+	{"container_spec_cpu_period", "CPU period of the container.", gauge, spec((*runtimeapi.LinuxContainerResources).GetCpuPeriod)},
+	{"container_spec_cpu_shares", "CPU share of the container.", gauge, spec((*runtimeapi.LinuxContainerResources).GetCpuShares)},
+	{"container_start_time_seconds", "Start time of the container since unix epoch in seconds.", gauge,
+		func(c *containerUsage) uint64 { return uint64(max(c.startedAt, 0)) / uint64(time.Second) }},
+	{"container_fs_usage_bytes", "Number of bytes that are consumed by the container on this filesystem.", gauge, layer((*storagev1.FilesystemUsage).GetUsedBytes)},
+	{"container_fs_limit_bytes", "Number of bytes that can be consumed by the container on this filesystem.", gauge, layer((*storagev1.FilesystemUsage).GetCapacityBytes)},
+	{"container_fs_inodes_total", "Number of Inodes.", gauge, layer((*storagev1.FilesystemUsage).GetInodesTotal)},
+	{"container_fs_inodes_free", "Number of available Inodes.", gauge, layer((*storagev1.FilesystemUsage).GetInodesFree)},
+}
+
+// deviceMetric is a series per container and block device.
+type deviceMetric struct {
+	name, help string
+	value      func(*runtimev1.BlkioDevice) uint64
+}
+
+var deviceMetrics = []deviceMetric{
+	{"container_fs_reads_bytes_total", "Cumulative count of bytes read", (*runtimev1.BlkioDevice).GetReadBytes},
+	{"container_fs_reads_total", "Cumulative count of reads completed", (*runtimev1.BlkioDevice).GetReads},
+	{"container_fs_writes_bytes_total", "Cumulative count of bytes written", (*runtimev1.BlkioDevice).GetWriteBytes},
+	{"container_fs_writes_total", "Cumulative count of writes completed", (*runtimev1.BlkioDevice).GetWrites},
 }
 
 type interfaceMetric struct {
@@ -210,9 +268,9 @@ var networkMetrics = []interfaceMetric{
 
 const (
 	cpuUsageMetric  = "container_cpu_usage_seconds_total"
-	fsUsageMetric   = "container_fs_usage_bytes"
-	fsInodesMetric  = "container_fs_inodes_used"
 	lastSeenMetric  = "container_last_seen"
+	blkioMetric     = "container_blkio_device_usage_total"
+	failuresMetric  = "container_memory_failures_total"
 	podContainerTag = "POD" // cAdvisor's container label for pod-level series
 )
 
@@ -220,12 +278,15 @@ const (
 func metricDescriptors() []*runtimeapi.MetricDescriptor {
 	out := []*runtimeapi.MetricDescriptor{
 		{Name: cpuUsageMetric, Help: "Cumulative cpu time consumed in seconds.", LabelKeys: cpuLabels},
-		{Name: fsUsageMetric, Help: "Number of bytes that are consumed by the container on this filesystem.", LabelKeys: baseLabels},
-		{Name: fsInodesMetric, Help: "Number of inodes used by the container's writable layer.", LabelKeys: baseLabels},
 		{Name: lastSeenMetric, Help: "Last time a container was seen by the exporter", LabelKeys: baseLabels},
+		{Name: blkioMetric, Help: "Blkio device bytes usage", LabelKeys: blkioLabels},
+		{Name: failuresMetric, Help: "Cumulative count of memory allocation failures.", LabelKeys: failureLabels},
 	}
 	for _, m := range containerMetrics {
 		out = append(out, &runtimeapi.MetricDescriptor{Name: m.name, Help: m.help, LabelKeys: baseLabels})
+	}
+	for _, m := range deviceMetrics {
+		out = append(out, &runtimeapi.MetricDescriptor{Name: m.name, Help: m.help, LabelKeys: deviceLabels})
 	}
 	for _, m := range networkMetrics {
 		out = append(out, &runtimeapi.MetricDescriptor{Name: m.name, Help: m.help, LabelKeys: interfaceLabels})
@@ -246,28 +307,49 @@ func (u *podUsage) metrics(now int64) *runtimeapi.PodSandboxMetrics {
 	metric := func(name string, typ runtimeapi.MetricType, labels []string, v uint64) *runtimeapi.Metric {
 		return &runtimeapi.Metric{Name: name, Timestamp: now, MetricType: typ, LabelValues: labels, Value: &runtimeapi.UInt64Value{Value: v}}
 	}
-	for _, c := range u.containers {
+	with := func(labels []string, extra ...string) []string {
+		return append(append([]string{}, labels...), extra...)
+	}
+	for i := range u.containers {
+		c := &u.containers[i]
 		if c.raw == nil {
 			continue
 		}
 		labels := []string{c.stats.GetAttributes().GetId(), c.cfg.GetImage().GetImage(), md.GetNamespace(), md.GetName(), c.cfg.GetMetadata().GetName()}
 		cm := &runtimeapi.ContainerMetrics{ContainerId: c.stats.GetAttributes().GetId()}
 		cm.Metrics = append(cm.Metrics,
-			metric(cpuUsageMetric, runtimeapi.MetricType_COUNTER, append(append([]string{}, labels...), "total"), seconds(c.raw.GetCpuUsageNanoCoresTotal())),
-			metric(lastSeenMetric, runtimeapi.MetricType_GAUGE, labels, uint64(now/int64(time.Second))))
-		for _, m := range containerMetrics {
-			cm.Metrics = append(cm.Metrics, metric(m.name, m.typ, labels, m.value(c.raw)))
+			metric(cpuUsageMetric, counter, with(labels, "total"), seconds(c.raw.GetCpuUsageNanoCoresTotal())),
+			metric(lastSeenMetric, gauge, labels, uint64(now/int64(time.Second))))
+		for _, scope := range []string{"container", "hierarchy"} {
+			cm.Metrics = append(cm.Metrics,
+				metric(failuresMetric, counter, with(labels, "pgfault", scope), c.raw.GetMemoryPageFaults()),
+				metric(failuresMetric, counter, with(labels, "pgmajfault", scope), c.raw.GetMemoryMajorPageFaults()))
 		}
-		if wl := c.stats.GetWritableLayer(); wl != nil {
-			cm.Metrics = append(cm.Metrics, metric(fsUsageMetric, runtimeapi.MetricType_GAUGE, labels, wl.GetUsedBytes().GetValue()),
-				metric(fsInodesMetric, runtimeapi.MetricType_GAUGE, labels, wl.GetInodesUsed().GetValue()))
+		for _, m := range containerMetrics {
+			if m.value == nil || (strings.HasPrefix(m.name, "container_fs_") && c.fs == nil) {
+				continue
+			}
+			cm.Metrics = append(cm.Metrics, metric(m.name, m.typ, labels, m.value(c)))
+		}
+		for _, d := range c.raw.GetBlkio() {
+			dev := d.GetName()
+			if dev == "" {
+				dev = fmt.Sprintf("%d:%d", d.GetMajor(), d.GetMinor())
+			}
+			maj, min := fmt.Sprint(d.GetMajor()), fmt.Sprint(d.GetMinor())
+			cm.Metrics = append(cm.Metrics,
+				metric(blkioMetric, counter, with(labels, dev, maj, min, "Read"), d.GetReadBytes()),
+				metric(blkioMetric, counter, with(labels, dev, maj, min, "Write"), d.GetWriteBytes()))
+			for _, m := range deviceMetrics {
+				cm.Metrics = append(cm.Metrics, metric(m.name, counter, with(labels, dev), m.value(d)))
+			}
 		}
 		out.ContainerMetrics = append(out.ContainerMetrics, cm)
 	}
 	for _, i := range u.pod.GetInterfaces() {
 		labels := []string{u.sb.ID, "", md.GetNamespace(), md.GetName(), podContainerTag, i.GetName()}
 		for _, m := range networkMetrics {
-			out.Metrics = append(out.Metrics, metric(m.name, runtimeapi.MetricType_COUNTER, labels, m.value(i)))
+			out.Metrics = append(out.Metrics, metric(m.name, counter, labels, m.value(i)))
 		}
 	}
 	return out

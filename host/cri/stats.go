@@ -27,7 +27,7 @@ func (s *Server) runtimeStats(ctx context.Context, c *state.Container) *runtimev
 	if err != nil {
 		return nil
 	}
-	st, err := rtc.Stats(ctx, &runtimev1.StatsRequest{ContainerId: c.ID, Options: opts})
+	st, err := rtc.Stats(ctx, &runtimev1.StatsRequest{ContainerId: c.ID, Options: opts, Pid: int32(c.PID)})
 	if err != nil {
 		return nil
 	}
@@ -59,7 +59,7 @@ func criMemory(st *runtimev1.StatsResponse) *runtimeapi.MemoryUsage {
 // view of its cgroup) and its writable layer's usage. A container whose
 // cgroup is gone (exited) reports attributes and timestamps only. It also
 // returns the runtime's counters (nil when there are none) for metrics.
-func (s *Server) containerStats(ctx context.Context, c *state.Container, cfg *runtimeapi.ContainerConfig) (*runtimeapi.ContainerStats, *runtimev1.StatsResponse) {
+func (s *Server) containerStats(ctx context.Context, c *state.Container, cfg *runtimeapi.ContainerConfig) (*runtimeapi.ContainerStats, *runtimev1.StatsResponse, *storagev1.FilesystemUsage) {
 	now := nowNano()
 	out := &runtimeapi.ContainerStats{
 		Attributes: &runtimeapi.ContainerAttributes{Id: c.ID, Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations()},
@@ -71,15 +71,17 @@ func (s *Server) containerStats(ctx context.Context, c *state.Container, cfg *ru
 		out.Cpu, out.Memory = criCPU(st), criMemory(st)
 		out.Swap = &runtimeapi.SwapUsage{Timestamp: st.GetTimestampUnixNano(), SwapUsageBytes: &runtimeapi.UInt64Value{Value: st.GetMemorySwapBytes()}}
 	}
-	if st, err := s.rootfs(); err == nil {
-		if u, err := st.RootfsUsage(ctx, &storagev1.RootfsUsageRequest{ContainerId: c.ID}); err == nil {
-			out.WritableLayer = &runtimeapi.FilesystemUsage{Timestamp: u.GetUsage().GetTimestampUnixNano(),
-				FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: u.GetUsage().GetMountpoint()},
-				UsedBytes:  &runtimeapi.UInt64Value{Value: u.GetUsage().GetUsedBytes()},
-				InodesUsed: &runtimeapi.UInt64Value{Value: u.GetUsage().GetInodesUsed()}}
+	var fs *storagev1.FilesystemUsage
+	if sc, err := s.rootfs(); err == nil {
+		if u, err := sc.RootfsUsage(ctx, &storagev1.RootfsUsageRequest{ContainerId: c.ID}); err == nil {
+			fs = u.GetUsage()
+			out.WritableLayer = &runtimeapi.FilesystemUsage{Timestamp: fs.GetTimestampUnixNano(),
+				FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: fs.GetMountpoint()},
+				UsedBytes:  &runtimeapi.UInt64Value{Value: fs.GetUsedBytes()},
+				InodesUsed: &runtimeapi.UInt64Value{Value: fs.GetInodesUsed()}}
 		}
 	}
-	return out, st
+	return out, st, fs
 }
 
 // ContainerStats reports one container's resource usage.
@@ -88,7 +90,7 @@ func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerSt
 	if err != nil {
 		return nil, err
 	}
-	st, _ := s.containerStats(ctx, c, cfg)
+	st, _, _ := s.containerStats(ctx, c, cfg)
 	return &runtimeapi.ContainerStatsResponse{Stats: st}, nil
 }
 
@@ -101,7 +103,7 @@ func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListCon
 	}
 	resp := &runtimeapi.ListContainerStatsResponse{}
 	for _, l := range cs {
-		st, _ := s.containerStats(ctx, l.c, l.cfg)
+		st, _, _ := s.containerStats(ctx, l.c, l.cfg)
 		resp.Stats = append(resp.Stats, st)
 	}
 	return resp, nil

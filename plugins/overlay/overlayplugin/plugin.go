@@ -241,7 +241,8 @@ func (p *Plugin) RemoveImage(_ context.Context, r *storagev1.RemoveImageRequest)
 }
 
 func usageProto(u *images.FsUsage) *storagev1.FilesystemUsage {
-	return &storagev1.FilesystemUsage{TimestampUnixNano: u.At.UnixNano(), Mountpoint: u.Mountpoint, UsedBytes: u.Bytes, InodesUsed: u.Inodes}
+	return &storagev1.FilesystemUsage{TimestampUnixNano: u.At.UnixNano(), Mountpoint: u.Mountpoint, UsedBytes: u.Bytes, InodesUsed: u.Inodes,
+		CapacityBytes: u.CapacityBytes, InodesTotal: u.InodesTotal, InodesFree: u.InodesFree}
 }
 
 // ImageFsInfo implements storagev1.StorageServer. Images and container

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/berth-cri/berth/plugins/runc/internal/cgroups"
 	"github.com/berth-cri/berth/plugins/runc/internal/ociruntime"
 	"github.com/berth-cri/berth/plugins/runc/internal/sandbox"
 	runtimev1 "github.com/berth-cri/berth/sdk/proto/runtime/v1"
@@ -338,12 +339,24 @@ func (p *Plugin) Stats(ctx context.Context, r *runtimev1.StatsRequest) (*runtime
 	if err != nil {
 		return nil, err
 	}
+	if !c.gvisor {
+		// Straight from the container's cgroup, without running the
+		// runtime, when the host names the init.
+		if st, ok := cgroupStats(r.GetContainerId(), int(r.GetPid())); ok {
+			return statsResponse(st), nil
+		}
+	}
 	st, err := c.rt.Stats(ctx, r.GetContainerId())
 	if err != nil {
 		return nil, rpcErr(err)
 	}
 	if c.gvisor {
 		return gvisorStats(st), nil
+	}
+	if h, err := cgroupHierarchy(); err == nil && r.GetPid() > 0 {
+		if path, err := cgroups.ForPID(int(r.GetPid())); err == nil {
+			h.ReadProcesses(path, st)
+		}
 	}
 	return statsResponse(st), nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,7 +55,43 @@ func statsResponse(s *cgroups.Stats) *runtimev1.StatsResponse {
 		MemoryCacheBytes: s.MemoryCache, MemoryMappedFileBytes: s.MemoryMappedFile, MemorySwapBytes: s.MemorySwap,
 		MemoryMaxUsageBytes: s.MemoryMaxUsage, MemoryFailcnt: s.MemoryFailcnt, MemoryLimitBytes: s.MemoryLimit,
 		MemoryPageFaults: s.PageFaults, MemoryMajorPageFaults: s.MajorPageFaults, OomEvents: s.OOMEvents,
-		PidsCurrent: s.Pids, PidsLimit: s.PidsLimit}
+		PidsCurrent: s.Pids, PidsLimit: s.PidsLimit, MemoryKernelBytes: s.MemoryKernel,
+		FileDescriptors: s.FileDescriptors, Sockets: s.Sockets, Threads: s.Threads, Blkio: blkioProto(s.Blkio)}
+}
+
+func blkioProto(ds []cgroups.Blkio) []*runtimev1.BlkioDevice {
+	out := make([]*runtimev1.BlkioDevice, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, &runtimev1.BlkioDevice{Major: d.Major, Minor: d.Minor, Name: d.Name,
+			ReadBytes: d.ReadBytes, WriteBytes: d.WriteBytes, Reads: d.Reads, Writes: d.Writes})
+	}
+	return out
+}
+
+// cgroupStats reads a runc container's usage from its cgroup, found from
+// its init's PID: no runtime command to run, so ListContainerStats of a
+// busy node stays cheap. ok is false when pid is not (any more) a process
+// of container id, for the caller to ask the runtime instead.
+func cgroupStats(id string, pid int) (*cgroups.Stats, bool) {
+	if pid <= 0 {
+		return nil, false
+	}
+	h, err := cgroupHierarchy()
+	if err != nil {
+		return nil, false
+	}
+	path, err := cgroups.ForPID(pid)
+	// The cgroup runc made for the container is named after it (cgroupfs:
+	// PARENT/ID; systemd: berth-ID.scope): a recycled PID never matches.
+	if err != nil || !strings.Contains(path, id) {
+		return nil, false
+	}
+	st, err := h.ReadStats(path)
+	if err != nil {
+		return nil, false
+	}
+	h.ReadProcesses(path, st)
+	return st, true
 }
 
 // SandboxStats reads the pod's cgroup parent (its init and every

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.podman.io/storage"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrExists marks a container ID or name already taken by another rootfs.
@@ -143,6 +145,19 @@ type FsUsage struct {
 	Mountpoint string
 	Bytes      uint64
 	Inodes     uint64
+	// Of the filesystem holding it.
+	CapacityBytes, InodesTotal, InodesFree uint64
+}
+
+// withFilesystem adds the size and inode counts of the filesystem holding
+// u.Mountpoint.
+func (u *FsUsage) withFilesystem() *FsUsage {
+	var st unix.Statfs_t
+	if err := unix.Statfs(u.Mountpoint, &st); err == nil {
+		u.CapacityBytes = st.Blocks * uint64(st.Bsize)
+		u.InodesTotal, u.InodesFree = st.Files, st.Ffree
+	}
+	return u
 }
 
 // RootfsUsage measures a container's writable layer.
@@ -156,7 +171,7 @@ func (s *Service) RootfsUsage(id string) (*FsUsage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &FsUsage{At: time.Now(), Mountpoint: dir, Bytes: b, Inodes: n}, nil
+	return (&FsUsage{At: time.Now(), Mountpoint: dir, Bytes: b, Inodes: n}).withFilesystem(), nil
 }
 
 // layerDiffDir is where the driver keeps a layer's own files.

@@ -151,6 +151,17 @@ type Stats struct {
 	MemoryMaxUsage, MemoryFailcnt, MemoryLimit         uint64
 	PageFaults, MajorPageFaults, OOMEvents             uint64
 	Pids, PidsLimit                                    uint64
+	MemoryKernel                                       uint64
+	// Over the cgroup's processes (ReadProcesses).
+	FileDescriptors, Sockets, Threads uint64
+	Blkio                             []Blkio
+}
+
+// Blkio is one block device's I/O by a cgroup.
+type Blkio struct {
+	Major, Minor                         uint32
+	Name                                 string
+	ReadBytes, WriteBytes, Reads, Writes uint64
 }
 
 // v1 memory.limit_in_bytes reads as this (rounded to the page size) when
@@ -192,6 +203,7 @@ func (h *Hierarchy) readV1(path string) (*Stats, error) {
 		s.CPUPeriods, s.CPUThrottledPeriods, s.CPUThrottledNanos = st["nr_periods"], st["nr_throttled"], st["throttled_time"]
 	}
 	s.MemoryUsage, _ = readUint(filepath.Join(mem, "memory.usage_in_bytes"))
+	s.MemoryKernel, _ = readUint(filepath.Join(mem, "memory.kmem.usage_in_bytes"))
 	s.MemoryMaxUsage, _ = readUint(filepath.Join(mem, "memory.max_usage_in_bytes"))
 	s.MemoryFailcnt, _ = readUint(filepath.Join(mem, "memory.failcnt"))
 	if l, ok := readUint(filepath.Join(mem, "memory.limit_in_bytes")); ok && l < v1Unlimited {
@@ -215,7 +227,182 @@ func (h *Hierarchy) readV1(path string) (*Stats, error) {
 		s.Pids, _ = readUint(filepath.Join(d, "pids.current"))
 		s.PidsLimit, _ = readUint(filepath.Join(d, "pids.max"))
 	}
+	if d := h.Dir("blkio", path); d != "" {
+		s.Blkio = readBlkioV1(d)
+	}
 	return s, nil
+}
+
+// readBlkioV1 reads the throttle counters (they count I/O on every
+// scheduler, unlike the CFQ ones).
+func readBlkioV1(dir string) []Blkio {
+	devs := map[[2]uint32]*Blkio{}
+	var order [][2]uint32
+	for _, f := range []struct {
+		file  string
+		bytes bool
+	}{{"blkio.throttle.io_service_bytes_recursive", true}, {"blkio.throttle.io_serviced_recursive", false}} {
+		b, err := os.ReadFile(filepath.Join(dir, f.file))
+		if err != nil {
+			b, _ = os.ReadFile(filepath.Join(dir, strings.TrimSuffix(f.file, "_recursive")))
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			fs := strings.Fields(line) // "8:0 Read 4096"
+			if len(fs) != 3 {
+				continue
+			}
+			var maj, min uint32
+			if _, err := fmt.Sscanf(fs[0], "%d:%d", &maj, &min); err != nil {
+				continue
+			}
+			v, err := strconv.ParseUint(fs[2], 10, 64)
+			if err != nil {
+				continue
+			}
+			k := [2]uint32{maj, min}
+			d := devs[k]
+			if d == nil {
+				d = &Blkio{Major: maj, Minor: min, Name: deviceName(maj, min)}
+				devs[k] = d
+				order = append(order, k)
+			}
+			switch {
+			case fs[1] == "Read" && f.bytes:
+				d.ReadBytes = v
+			case fs[1] == "Write" && f.bytes:
+				d.WriteBytes = v
+			case fs[1] == "Read":
+				d.Reads = v
+			case fs[1] == "Write":
+				d.Writes = v
+			}
+		}
+	}
+	out := make([]Blkio, 0, len(order))
+	for _, k := range order {
+		out = append(out, *devs[k])
+	}
+	return out
+}
+
+// readIOV2 reads cgroup v2's io.stat ("8:0 rbytes=1 wbytes=2 rios=3 wios=4 ...").
+func readIOV2(dir string) []Blkio {
+	b, _ := os.ReadFile(filepath.Join(dir, "io.stat"))
+	var out []Blkio
+	for _, line := range strings.Split(string(b), "\n") {
+		fs := strings.Fields(line)
+		if len(fs) < 2 {
+			continue
+		}
+		var d Blkio
+		if _, err := fmt.Sscanf(fs[0], "%d:%d", &d.Major, &d.Minor); err != nil {
+			continue
+		}
+		d.Name = deviceName(d.Major, d.Minor)
+		for _, kv := range fs[1:] {
+			k, v, _ := strings.Cut(kv, "=")
+			n, _ := strconv.ParseUint(v, 10, 64)
+			switch k {
+			case "rbytes":
+				d.ReadBytes = n
+			case "wbytes":
+				d.WriteBytes = n
+			case "rios":
+				d.Reads = n
+			case "wios":
+				d.Writes = n
+			}
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// deviceName is a block device's kernel name ("vda"), "" when unknown.
+func deviceName(major, minor uint32) string {
+	b, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/uevent", major, minor))
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "DEVNAME="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// ForPID is the cgroup path (in the hierarchy, as ReadStats takes it) of
+// process pid: its unified path on cgroup v2, its memory controller's on v1.
+func ForPID(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", fmt.Errorf("cgroup of %d: %w", pid, err)
+	}
+	unified := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			unified = parts[2]
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if c == "memory" {
+				return parts[2], nil
+			}
+		}
+	}
+	if unified == "" {
+		return "", fmt.Errorf("cgroup of %d: no memory or unified hierarchy in %q", pid, b)
+	}
+	return unified, nil
+}
+
+// ReadProcesses adds to s what the cgroup's processes hold: open file
+// descriptors, sockets among them, and threads.
+func (h *Hierarchy) ReadProcesses(path string, s *Stats) {
+	d := h.Dir("pids", path)
+	if d == "" {
+		d = h.Dir("memory", path)
+	}
+	b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(b)) {
+		proc := filepath.Join("/proc", f)
+		fds, _ := os.ReadDir(filepath.Join(proc, "fd"))
+		s.FileDescriptors += uint64(len(fds))
+		for _, fd := range fds {
+			if l, err := os.Readlink(filepath.Join(proc, "fd", fd.Name())); err == nil && strings.HasPrefix(l, "socket:") {
+				s.Sockets++
+			}
+		}
+		st := readKVColon(filepath.Join(proc, "status"))
+		s.Threads += st["Threads"]
+	}
+}
+
+// readKVColon reads a "Key:  value" file such as /proc/PID/status.
+func readKVColon(path string) map[string]uint64 {
+	out := map[string]uint64{}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return out
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
+			out[k] = n
+		}
+	}
+	return out
 }
 
 func (h *Hierarchy) readV2(dir string) (*Stats, error) {
@@ -239,8 +426,13 @@ func (h *Hierarchy) readV2(dir string) (*Stats, error) {
 	s.MemoryRSS, s.MemoryCache, s.MemoryMappedFile = st["anon"], st["file"], st["file_mapped"]
 	s.PageFaults, s.MajorPageFaults = st["pgfault"], st["pgmajfault"]
 	s.MemoryWorkingSet = sub(s.MemoryUsage, st["inactive_file"])
+	s.MemoryKernel = st["kernel"]
+	if s.MemoryKernel == 0 {
+		s.MemoryKernel = st["kernel_stack"] + st["slab"] + st["pagetables"] + st["sock"]
+	}
 	s.Pids, _ = readUint(filepath.Join(dir, "pids.current"))
 	s.PidsLimit, _ = readUint(filepath.Join(dir, "pids.max"))
+	s.Blkio = readIOV2(dir)
 	return s, nil
 }
 

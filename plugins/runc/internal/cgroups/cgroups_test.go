@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -81,20 +82,23 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 
 func TestReadStatsV1(t *testing.T) {
 	root := t.TempDir()
-	h := &Hierarchy{V1: map[string]string{"cpu": root + "/cpu", "cpuacct": root + "/cpuacct", "memory": root + "/memory", "pids": root + "/pids"}}
+	h := &Hierarchy{V1: map[string]string{"cpu": root + "/cpu", "cpuacct": root + "/cpuacct", "memory": root + "/memory", "pids": root + "/pids", "blkio": root + "/blkio"}}
 	writeFiles(t, root, map[string]string{
-		"cpuacct/pod/cpuacct.usage":              "5000000000\n",
-		"cpuacct/pod/cpuacct.stat":               "user 300\nsystem 100\n",
-		"cpu/pod/cpu.stat":                       "nr_periods 10\nnr_throttled 2\nthrottled_time 7000\n",
-		"memory/pod/memory.usage_in_bytes":       "1000000\n",
-		"memory/pod/memory.max_usage_in_bytes":   "2000000\n",
-		"memory/pod/memory.failcnt":              "3\n",
-		"memory/pod/memory.limit_in_bytes":       "9223372036854771712\n",
-		"memory/pod/memory.memsw.usage_in_bytes": "1500000\n",
-		"memory/pod/memory.stat":                 "cache 1\ntotal_cache 400000\ntotal_rss 500000\ntotal_mapped_file 1000\ntotal_inactive_file 300000\ntotal_pgfault 77\ntotal_pgmajfault 7\n",
-		"memory/pod/memory.oom_control":          "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
-		"pids/pod/pids.current":                  "4\n",
-		"pids/pod/pids.max":                      "max\n",
+		"cpuacct/pod/cpuacct.usage":                           "5000000000\n",
+		"cpuacct/pod/cpuacct.stat":                            "user 300\nsystem 100\n",
+		"cpu/pod/cpu.stat":                                    "nr_periods 10\nnr_throttled 2\nthrottled_time 7000\n",
+		"memory/pod/memory.usage_in_bytes":                    "1000000\n",
+		"memory/pod/memory.max_usage_in_bytes":                "2000000\n",
+		"memory/pod/memory.failcnt":                           "3\n",
+		"memory/pod/memory.limit_in_bytes":                    "9223372036854771712\n",
+		"memory/pod/memory.memsw.usage_in_bytes":              "1500000\n",
+		"memory/pod/memory.stat":                              "cache 1\ntotal_cache 400000\ntotal_rss 500000\ntotal_mapped_file 1000\ntotal_inactive_file 300000\ntotal_pgfault 77\ntotal_pgmajfault 7\n",
+		"memory/pod/memory.oom_control":                       "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+		"pids/pod/pids.current":                               "4\n",
+		"pids/pod/pids.max":                                   "max\n",
+		"memory/pod/memory.kmem.usage_in_bytes":               "65536\n",
+		"blkio/pod/blkio.throttle.io_service_bytes_recursive": "8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:0 Total 12288\nTotal 12288\n",
+		"blkio/pod/blkio.throttle.io_serviced_recursive":      "8:0 Read 2\n8:0 Write 3\nTotal 5\n",
 	})
 	s, err := h.ReadStats("/pod")
 	if err != nil {
@@ -102,8 +106,9 @@ func TestReadStatsV1(t *testing.T) {
 	}
 	want := Stats{CPUTotalNanos: 5e9, CPUUserNanos: 3e9, CPUSystemNanos: 1e9, CPUPeriods: 10, CPUThrottledPeriods: 2, CPUThrottledNanos: 7000,
 		MemoryUsage: 1000000, MemoryWorkingSet: 700000, MemoryRSS: 500000, MemoryCache: 400000, MemoryMappedFile: 1000, MemorySwap: 500000,
-		MemoryMaxUsage: 2000000, MemoryFailcnt: 3, PageFaults: 77, MajorPageFaults: 7, OOMEvents: 2, Pids: 4}
-	if *s != want {
+		MemoryMaxUsage: 2000000, MemoryFailcnt: 3, PageFaults: 77, MajorPageFaults: 7, OOMEvents: 2, Pids: 4, MemoryKernel: 65536,
+		Blkio: []Blkio{{Major: 8, Minor: 0, Name: deviceName(8, 0), ReadBytes: 4096, WriteBytes: 8192, Reads: 2, Writes: 3}}}
+	if !reflect.DeepEqual(*s, want) {
 		t.Errorf("stats:\n got %+v\nwant %+v", *s, want)
 	}
 	if _, err := h.ReadStats("/missing"); err == nil || !strings.Contains(err.Error(), ErrNotFound.Error()) {
@@ -124,6 +129,7 @@ func TestReadStatsV2(t *testing.T) {
 		"pod/memory.stat":         "anon 600000\nfile 300000\nfile_mapped 2000\ninactive_file 100000\npgfault 50\npgmajfault 5\n",
 		"pod/pids.current":        "3\n",
 		"pod/pids.max":            "100\n",
+		"pod/io.stat":             "259:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n",
 	})
 	s, err := h.ReadStats("/pod")
 	if err != nil {
@@ -131,8 +137,9 @@ func TestReadStatsV2(t *testing.T) {
 	}
 	want := Stats{CPUTotalNanos: 5e6, CPUUserNanos: 3e6, CPUSystemNanos: 2e6, CPUPeriods: 4, CPUThrottledPeriods: 1, CPUThrottledNanos: 9000,
 		MemoryUsage: 1000000, MemoryWorkingSet: 900000, MemoryRSS: 600000, MemoryCache: 300000, MemoryMappedFile: 2000,
-		MemoryMaxUsage: 1200000, MemoryFailcnt: 5, MemoryLimit: 4194304, PageFaults: 50, MajorPageFaults: 5, OOMEvents: 1, Pids: 3, PidsLimit: 100}
-	if *s != want {
+		MemoryMaxUsage: 1200000, MemoryFailcnt: 5, MemoryLimit: 4194304, PageFaults: 50, MajorPageFaults: 5, OOMEvents: 1, Pids: 3, PidsLimit: 100,
+		Blkio: []Blkio{{Major: 259, Minor: 0, Name: deviceName(259, 0), ReadBytes: 100, WriteBytes: 200, Reads: 1, Writes: 2}}}
+	if !reflect.DeepEqual(*s, want) {
 		t.Errorf("stats:\n got %+v\nwant %+v", *s, want)
 	}
 }
@@ -209,6 +216,13 @@ func TestIntegrationRealCgroup(t *testing.T) {
 	}
 	if s.Pids != 1 || s.PidsLimit != 32 || s.MemoryLimit != 64<<20 || s.MemoryUsage == 0 || s.CPUTotalNanos == 0 {
 		t.Errorf("stats of a cgroup holding one sleep: %+v", s)
+	}
+	if p, err := ForPID(cmd.Process.Pid); err != nil || p != path {
+		t.Errorf("ForPID = %q, %v; want %q", p, err, path)
+	}
+	h.ReadProcesses(path, s)
+	if s.Threads != 1 || s.FileDescriptors < 3 {
+		t.Errorf("processes of a cgroup holding one sleep: %d threads, %d fds", s.Threads, s.FileDescriptors)
 	}
 }
 

@@ -1,6 +1,7 @@
 package ociruntime
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -19,7 +20,7 @@ func TestParseStats(t *testing.T) {
 	want := Stats{CPUTotalNanos: 2500000000, CPUUserNanos: 2000000000, CPUSystemNanos: 500000000, CPUPeriods: 10, CPUThrottledPeriods: 3, CPUThrottledNanos: 4000,
 		MemoryUsage: 3000000, MemoryWorkingSet: 2900000, MemoryRSS: 2000000, MemoryCache: 8192, MemoryMappedFile: 4096, MemorySwap: 500000,
 		MemoryMaxUsage: 4000000, MemoryFailcnt: 2, MemoryLimit: 67108864, PageFaults: 900, MajorPageFaults: 9, Pids: 3, PidsLimit: 100}
-	if *got != want {
+	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("v1:\n got %+v\nwant %+v", *got, want)
 	}
 	got, err = parseStats("c1", []byte(statsV2))
@@ -28,7 +29,7 @@ func TestParseStats(t *testing.T) {
 	}
 	want = Stats{CPUTotalNanos: 1000, CPUUserNanos: 600, CPUSystemNanos: 400, MemoryUsage: 500000, MemoryWorkingSet: 450000, MemoryRSS: 300000,
 		MemoryMappedFile: 2048, MemorySwap: 1000, PageFaults: 70, MajorPageFaults: 1, Pids: 1}
-	if *got != want {
+	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("v2:\n got %+v\nwant %+v", *got, want)
 	}
 	if _, err := parseStats("c1", []byte("not json")); err == nil {

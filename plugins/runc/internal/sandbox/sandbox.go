@@ -251,7 +251,7 @@ type Interface struct {
 }
 
 // Interfaces reads the counters of every interface of the network
-// namespace pinned at path ("" for the host's), loopback excluded.
+// namespace pinned at path ("" for the host's), loopback included.
 func Interfaces(path string) ([]Interface, error) {
 	type result struct {
 		b   []byte
@@ -294,7 +294,7 @@ func parseNetDev(b []byte) []Interface {
 	for _, line := range strings.Split(string(b), "\n") {
 		name, rest, ok := strings.Cut(line, ":")
 		name = strings.TrimSpace(name)
-		if !ok || name == "lo" || strings.Contains(name, "|") {
+		if !ok || strings.Contains(name, "|") {
 			continue
 		}
 		f := strings.Fields(rest)

@@ -1044,9 +1044,12 @@ func (*UpdateResponse) Descriptor() ([]byte, []int) {
 }
 
 type StatsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	Options       *RuntimeOptions        `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Options     *RuntimeOptions        `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	// The container init's PID as the host knows it (0: unknown), so the
+	// plugin can read its cgroup without asking the runtime.
+	Pid           int32 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1095,6 +1098,13 @@ func (x *StatsRequest) GetOptions() *RuntimeOptions {
 	return nil
 }
 
+func (x *StatsRequest) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
 type StatsResponse struct {
 	state                  protoimpl.MessageState `protogen:"open.v1"`
 	TimestampUnixNano      int64                  `protobuf:"varint,1,opt,name=timestamp_unix_nano,json=timestampUnixNano,proto3" json:"timestamp_unix_nano,omitempty"`
@@ -1119,9 +1129,16 @@ type StatsResponse struct {
 	MemoryLimitBytes uint64 `protobuf:"varint,19,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
 	OomEvents        uint64 `protobuf:"varint,20,opt,name=oom_events,json=oomEvents,proto3" json:"oom_events,omitempty"`
 	// 0: no limit.
-	PidsLimit     uint64 `protobuf:"varint,21,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PidsLimit         uint64 `protobuf:"varint,21,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
+	MemoryKernelBytes uint64 `protobuf:"varint,22,opt,name=memory_kernel_bytes,json=memoryKernelBytes,proto3" json:"memory_kernel_bytes,omitempty"`
+	// Over every process of the container: open file descriptors, of which
+	// sockets, and threads.
+	FileDescriptors uint64         `protobuf:"varint,23,opt,name=file_descriptors,json=fileDescriptors,proto3" json:"file_descriptors,omitempty"`
+	Sockets         uint64         `protobuf:"varint,24,opt,name=sockets,proto3" json:"sockets,omitempty"`
+	Threads         uint64         `protobuf:"varint,25,opt,name=threads,proto3" json:"threads,omitempty"`
+	Blkio           []*BlkioDevice `protobuf:"bytes,26,rep,name=blkio,proto3" json:"blkio,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StatsResponse) Reset() {
@@ -1301,6 +1318,135 @@ func (x *StatsResponse) GetPidsLimit() uint64 {
 	return 0
 }
 
+func (x *StatsResponse) GetMemoryKernelBytes() uint64 {
+	if x != nil {
+		return x.MemoryKernelBytes
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetFileDescriptors() uint64 {
+	if x != nil {
+		return x.FileDescriptors
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetSockets() uint64 {
+	if x != nil {
+		return x.Sockets
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetThreads() uint64 {
+	if x != nil {
+		return x.Threads
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetBlkio() []*BlkioDevice {
+	if x != nil {
+		return x.Blkio
+	}
+	return nil
+}
+
+// BlkioDevice is a block device's I/O by the container (blkio/io cgroup).
+type BlkioDevice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Major uint32                 `protobuf:"varint,1,opt,name=major,proto3" json:"major,omitempty"`
+	Minor uint32                 `protobuf:"varint,2,opt,name=minor,proto3" json:"minor,omitempty"`
+	// Kernel name ("vda"), when known.
+	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	ReadBytes     uint64 `protobuf:"varint,4,opt,name=read_bytes,json=readBytes,proto3" json:"read_bytes,omitempty"`
+	WriteBytes    uint64 `protobuf:"varint,5,opt,name=write_bytes,json=writeBytes,proto3" json:"write_bytes,omitempty"`
+	Reads         uint64 `protobuf:"varint,6,opt,name=reads,proto3" json:"reads,omitempty"`
+	Writes        uint64 `protobuf:"varint,7,opt,name=writes,proto3" json:"writes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlkioDevice) Reset() {
+	*x = BlkioDevice{}
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlkioDevice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlkioDevice) ProtoMessage() {}
+
+func (x *BlkioDevice) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlkioDevice.ProtoReflect.Descriptor instead.
+func (*BlkioDevice) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *BlkioDevice) GetMajor() uint32 {
+	if x != nil {
+		return x.Major
+	}
+	return 0
+}
+
+func (x *BlkioDevice) GetMinor() uint32 {
+	if x != nil {
+		return x.Minor
+	}
+	return 0
+}
+
+func (x *BlkioDevice) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BlkioDevice) GetReadBytes() uint64 {
+	if x != nil {
+		return x.ReadBytes
+	}
+	return 0
+}
+
+func (x *BlkioDevice) GetWriteBytes() uint64 {
+	if x != nil {
+		return x.WriteBytes
+	}
+	return 0
+}
+
+func (x *BlkioDevice) GetReads() uint64 {
+	if x != nil {
+		return x.Reads
+	}
+	return 0
+}
+
+func (x *BlkioDevice) GetWrites() uint64 {
+	if x != nil {
+		return x.Writes
+	}
+	return 0
+}
+
 type SandboxStatsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SandboxId string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
@@ -1315,7 +1461,7 @@ type SandboxStatsRequest struct {
 
 func (x *SandboxStatsRequest) Reset() {
 	*x = SandboxStatsRequest{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[21]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1473,7 @@ func (x *SandboxStatsRequest) String() string {
 func (*SandboxStatsRequest) ProtoMessage() {}
 
 func (x *SandboxStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[21]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1486,7 @@ func (x *SandboxStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SandboxStatsRequest.ProtoReflect.Descriptor instead.
 func (*SandboxStatsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{21}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SandboxStatsRequest) GetSandboxId() string {
@@ -1381,7 +1527,7 @@ type SandboxStatsResponse struct {
 
 func (x *SandboxStatsResponse) Reset() {
 	*x = SandboxStatsResponse{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[22]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1539,7 @@ func (x *SandboxStatsResponse) String() string {
 func (*SandboxStatsResponse) ProtoMessage() {}
 
 func (x *SandboxStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[22]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1552,7 @@ func (x *SandboxStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SandboxStatsResponse.ProtoReflect.Descriptor instead.
 func (*SandboxStatsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{22}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SandboxStatsResponse) GetUsage() *StatsResponse {
@@ -1440,7 +1586,7 @@ type InterfaceStats struct {
 
 func (x *InterfaceStats) Reset() {
 	*x = InterfaceStats{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[23]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +1598,7 @@ func (x *InterfaceStats) String() string {
 func (*InterfaceStats) ProtoMessage() {}
 
 func (x *InterfaceStats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[23]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1611,7 @@ func (x *InterfaceStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterfaceStats.ProtoReflect.Descriptor instead.
 func (*InterfaceStats) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{23}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *InterfaceStats) GetName() string {
@@ -1545,7 +1691,7 @@ type UpdateSandboxRequest struct {
 
 func (x *UpdateSandboxRequest) Reset() {
 	*x = UpdateSandboxRequest{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[24]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1703,7 @@ func (x *UpdateSandboxRequest) String() string {
 func (*UpdateSandboxRequest) ProtoMessage() {}
 
 func (x *UpdateSandboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[24]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1716,7 @@ func (x *UpdateSandboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSandboxRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSandboxRequest) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{24}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpdateSandboxRequest) GetSandboxId() string {
@@ -1616,7 +1762,7 @@ type UpdateSandboxResponse struct {
 
 func (x *UpdateSandboxResponse) Reset() {
 	*x = UpdateSandboxResponse{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[25]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1774,7 @@ func (x *UpdateSandboxResponse) String() string {
 func (*UpdateSandboxResponse) ProtoMessage() {}
 
 func (x *UpdateSandboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[25]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1787,7 @@ func (x *UpdateSandboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSandboxResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSandboxResponse) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{25}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 type SandboxStatusRequest struct {
@@ -1655,7 +1801,7 @@ type SandboxStatusRequest struct {
 
 func (x *SandboxStatusRequest) Reset() {
 	*x = SandboxStatusRequest{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[26]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +1813,7 @@ func (x *SandboxStatusRequest) String() string {
 func (*SandboxStatusRequest) ProtoMessage() {}
 
 func (x *SandboxStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[26]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +1826,7 @@ func (x *SandboxStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SandboxStatusRequest.ProtoReflect.Descriptor instead.
 func (*SandboxStatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{26}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SandboxStatusRequest) GetSandboxId() string {
@@ -1716,7 +1862,7 @@ type SandboxStatusResponse struct {
 
 func (x *SandboxStatusResponse) Reset() {
 	*x = SandboxStatusResponse{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1728,7 +1874,7 @@ func (x *SandboxStatusResponse) String() string {
 func (*SandboxStatusResponse) ProtoMessage() {}
 
 func (x *SandboxStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1741,7 +1887,7 @@ func (x *SandboxStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SandboxStatusResponse.ProtoReflect.Descriptor instead.
 func (*SandboxStatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SandboxStatusResponse) GetReady() bool {
@@ -1780,7 +1926,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[28]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1938,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[28]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1951,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{28}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ExecInput) GetInput() isExecInput_Input {
@@ -1896,7 +2042,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[29]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +2054,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[29]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,7 +2067,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ExecStart) GetContainerId() string {
@@ -1976,7 +2122,7 @@ type TerminalSize struct {
 
 func (x *TerminalSize) Reset() {
 	*x = TerminalSize{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[30]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1988,7 +2134,7 @@ func (x *TerminalSize) String() string {
 func (*TerminalSize) ProtoMessage() {}
 
 func (x *TerminalSize) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[30]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2001,7 +2147,7 @@ func (x *TerminalSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
 func (*TerminalSize) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{30}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TerminalSize) GetWidth() uint32 {
@@ -2032,7 +2178,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[31]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2044,7 +2190,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[31]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2057,7 +2203,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{31}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ExecOutput) GetOutput() isExecOutput_Output {
@@ -2126,7 +2272,7 @@ type ExecExit struct {
 
 func (x *ExecExit) Reset() {
 	*x = ExecExit{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[32]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2284,7 @@ func (x *ExecExit) String() string {
 func (*ExecExit) ProtoMessage() {}
 
 func (x *ExecExit) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[32]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2297,7 @@ func (x *ExecExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecExit.ProtoReflect.Descriptor instead.
 func (*ExecExit) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{32}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ExecExit) GetExitCode() int32 {
@@ -2184,7 +2330,7 @@ type CreateCommandRequest struct {
 
 func (x *CreateCommandRequest) Reset() {
 	*x = CreateCommandRequest{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[33]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2342,7 @@ func (x *CreateCommandRequest) String() string {
 func (*CreateCommandRequest) ProtoMessage() {}
 
 func (x *CreateCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[33]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2355,7 @@ func (x *CreateCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCommandRequest.ProtoReflect.Descriptor instead.
 func (*CreateCommandRequest) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{33}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateCommandRequest) GetContainerId() string {
@@ -2266,7 +2412,7 @@ type CreateCommandResponse struct {
 
 func (x *CreateCommandResponse) Reset() {
 	*x = CreateCommandResponse{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[34]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2278,7 +2424,7 @@ func (x *CreateCommandResponse) String() string {
 func (*CreateCommandResponse) ProtoMessage() {}
 
 func (x *CreateCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[34]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2291,7 +2437,7 @@ func (x *CreateCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCommandResponse.ProtoReflect.Descriptor instead.
 func (*CreateCommandResponse) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{34}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateCommandResponse) GetArgv() []string {
@@ -2385,10 +2531,11 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12:\n" +
 	"\aoptions\x18\x02 \x01(\v2 .berth.runtime.v1.RuntimeOptionsR\aoptions\x12%\n" +
 	"\x0eresources_json\x18\x03 \x01(\fR\rresourcesJson\"\x10\n" +
-	"\x0eUpdateResponse\"m\n" +
+	"\x0eUpdateResponse\"\x7f\n" +
 	"\fStatsRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12:\n" +
-	"\aoptions\x18\x02 \x01(\v2 .berth.runtime.v1.RuntimeOptionsR\aoptions\"\xc6\a\n" +
+	"\aoptions\x18\x02 \x01(\v2 .berth.runtime.v1.RuntimeOptionsR\aoptions\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\"\x8a\t\n" +
 	"\rStatsResponse\x12.\n" +
 	"\x13timestamp_unix_nano\x18\x01 \x01(\x03R\x11timestampUnixNano\x12:\n" +
 	"\x1acpu_usage_nano_cores_total\x18\x02 \x01(\x04R\x16cpuUsageNanoCoresTotal\x127\n" +
@@ -2414,7 +2561,22 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\n" +
 	"oom_events\x18\x14 \x01(\x04R\toomEvents\x12\x1d\n" +
 	"\n" +
-	"pids_limit\x18\x15 \x01(\x04R\tpidsLimit\"\xad\x01\n" +
+	"pids_limit\x18\x15 \x01(\x04R\tpidsLimit\x12.\n" +
+	"\x13memory_kernel_bytes\x18\x16 \x01(\x04R\x11memoryKernelBytes\x12)\n" +
+	"\x10file_descriptors\x18\x17 \x01(\x04R\x0ffileDescriptors\x12\x18\n" +
+	"\asockets\x18\x18 \x01(\x04R\asockets\x12\x18\n" +
+	"\athreads\x18\x19 \x01(\x04R\athreads\x123\n" +
+	"\x05blkio\x18\x1a \x03(\v2\x1d.berth.runtime.v1.BlkioDeviceR\x05blkio\"\xbb\x01\n" +
+	"\vBlkioDevice\x12\x14\n" +
+	"\x05major\x18\x01 \x01(\rR\x05major\x12\x14\n" +
+	"\x05minor\x18\x02 \x01(\rR\x05minor\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"read_bytes\x18\x04 \x01(\x04R\treadBytes\x12\x1f\n" +
+	"\vwrite_bytes\x18\x05 \x01(\x04R\n" +
+	"writeBytes\x12\x14\n" +
+	"\x05reads\x18\x06 \x01(\x04R\x05reads\x12\x16\n" +
+	"\x06writes\x18\a \x01(\x04R\x06writes\"\xad\x01\n" +
 	"\x13SandboxStatsRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12:\n" +
@@ -2524,7 +2686,7 @@ func file_proto_runtime_v1_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_runtime_v1_runtime_proto_rawDescData
 }
 
-var file_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(*RuntimeOptions)(nil),        // 0: berth.runtime.v1.RuntimeOptions
 	(*CreateSandboxRequest)(nil),  // 1: berth.runtime.v1.CreateSandboxRequest
@@ -2547,28 +2709,29 @@ var file_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(*UpdateResponse)(nil),        // 18: berth.runtime.v1.UpdateResponse
 	(*StatsRequest)(nil),          // 19: berth.runtime.v1.StatsRequest
 	(*StatsResponse)(nil),         // 20: berth.runtime.v1.StatsResponse
-	(*SandboxStatsRequest)(nil),   // 21: berth.runtime.v1.SandboxStatsRequest
-	(*SandboxStatsResponse)(nil),  // 22: berth.runtime.v1.SandboxStatsResponse
-	(*InterfaceStats)(nil),        // 23: berth.runtime.v1.InterfaceStats
-	(*UpdateSandboxRequest)(nil),  // 24: berth.runtime.v1.UpdateSandboxRequest
-	(*UpdateSandboxResponse)(nil), // 25: berth.runtime.v1.UpdateSandboxResponse
-	(*SandboxStatusRequest)(nil),  // 26: berth.runtime.v1.SandboxStatusRequest
-	(*SandboxStatusResponse)(nil), // 27: berth.runtime.v1.SandboxStatusResponse
-	(*ExecInput)(nil),             // 28: berth.runtime.v1.ExecInput
-	(*ExecStart)(nil),             // 29: berth.runtime.v1.ExecStart
-	(*TerminalSize)(nil),          // 30: berth.runtime.v1.TerminalSize
-	(*ExecOutput)(nil),            // 31: berth.runtime.v1.ExecOutput
-	(*ExecExit)(nil),              // 32: berth.runtime.v1.ExecExit
-	(*CreateCommandRequest)(nil),  // 33: berth.runtime.v1.CreateCommandRequest
-	(*CreateCommandResponse)(nil), // 34: berth.runtime.v1.CreateCommandResponse
-	nil,                           // 35: berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
-	nil,                           // 36: berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
-	nil,                           // 37: berth.runtime.v1.StateResponse.AnnotationsEntry
+	(*BlkioDevice)(nil),           // 21: berth.runtime.v1.BlkioDevice
+	(*SandboxStatsRequest)(nil),   // 22: berth.runtime.v1.SandboxStatsRequest
+	(*SandboxStatsResponse)(nil),  // 23: berth.runtime.v1.SandboxStatsResponse
+	(*InterfaceStats)(nil),        // 24: berth.runtime.v1.InterfaceStats
+	(*UpdateSandboxRequest)(nil),  // 25: berth.runtime.v1.UpdateSandboxRequest
+	(*UpdateSandboxResponse)(nil), // 26: berth.runtime.v1.UpdateSandboxResponse
+	(*SandboxStatusRequest)(nil),  // 27: berth.runtime.v1.SandboxStatusRequest
+	(*SandboxStatusResponse)(nil), // 28: berth.runtime.v1.SandboxStatusResponse
+	(*ExecInput)(nil),             // 29: berth.runtime.v1.ExecInput
+	(*ExecStart)(nil),             // 30: berth.runtime.v1.ExecStart
+	(*TerminalSize)(nil),          // 31: berth.runtime.v1.TerminalSize
+	(*ExecOutput)(nil),            // 32: berth.runtime.v1.ExecOutput
+	(*ExecExit)(nil),              // 33: berth.runtime.v1.ExecExit
+	(*CreateCommandRequest)(nil),  // 34: berth.runtime.v1.CreateCommandRequest
+	(*CreateCommandResponse)(nil), // 35: berth.runtime.v1.CreateCommandResponse
+	nil,                           // 36: berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
+	nil,                           // 37: berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
+	nil,                           // 38: berth.runtime.v1.StateResponse.AnnotationsEntry
 }
 var file_proto_runtime_v1_runtime_proto_depIdxs = []int32{
 	0,  // 0: berth.runtime.v1.CreateSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	35, // 1: berth.runtime.v1.CreateSandboxRequest.annotations:type_name -> berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
-	36, // 2: berth.runtime.v1.CreateSandboxResponse.namespace_paths:type_name -> berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
+	36, // 1: berth.runtime.v1.CreateSandboxRequest.annotations:type_name -> berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
+	37, // 2: berth.runtime.v1.CreateSandboxResponse.namespace_paths:type_name -> berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
 	0,  // 3: berth.runtime.v1.StopSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 4: berth.runtime.v1.RemoveSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 5: berth.runtime.v1.CreateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
@@ -2576,54 +2739,55 @@ var file_proto_runtime_v1_runtime_proto_depIdxs = []int32{
 	0,  // 7: berth.runtime.v1.KillRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 8: berth.runtime.v1.DeleteRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 9: berth.runtime.v1.StateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	37, // 10: berth.runtime.v1.StateResponse.annotations:type_name -> berth.runtime.v1.StateResponse.AnnotationsEntry
+	38, // 10: berth.runtime.v1.StateResponse.annotations:type_name -> berth.runtime.v1.StateResponse.AnnotationsEntry
 	0,  // 11: berth.runtime.v1.UpdateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 12: berth.runtime.v1.StatsRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	0,  // 13: berth.runtime.v1.SandboxStatsRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	20, // 14: berth.runtime.v1.SandboxStatsResponse.usage:type_name -> berth.runtime.v1.StatsResponse
-	23, // 15: berth.runtime.v1.SandboxStatsResponse.interfaces:type_name -> berth.runtime.v1.InterfaceStats
-	0,  // 16: berth.runtime.v1.UpdateSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	0,  // 17: berth.runtime.v1.SandboxStatusRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	29, // 18: berth.runtime.v1.ExecInput.start:type_name -> berth.runtime.v1.ExecStart
-	30, // 19: berth.runtime.v1.ExecInput.resize:type_name -> berth.runtime.v1.TerminalSize
-	0,  // 20: berth.runtime.v1.ExecStart.options:type_name -> berth.runtime.v1.RuntimeOptions
-	32, // 21: berth.runtime.v1.ExecOutput.exit:type_name -> berth.runtime.v1.ExecExit
-	0,  // 22: berth.runtime.v1.CreateCommandRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	1,  // 23: berth.runtime.v1.Runtime.CreateSandbox:input_type -> berth.runtime.v1.CreateSandboxRequest
-	3,  // 24: berth.runtime.v1.Runtime.StopSandbox:input_type -> berth.runtime.v1.StopSandboxRequest
-	5,  // 25: berth.runtime.v1.Runtime.RemoveSandbox:input_type -> berth.runtime.v1.RemoveSandboxRequest
-	7,  // 26: berth.runtime.v1.Runtime.Create:input_type -> berth.runtime.v1.CreateRequest
-	9,  // 27: berth.runtime.v1.Runtime.Start:input_type -> berth.runtime.v1.StartRequest
-	11, // 28: berth.runtime.v1.Runtime.Kill:input_type -> berth.runtime.v1.KillRequest
-	13, // 29: berth.runtime.v1.Runtime.Delete:input_type -> berth.runtime.v1.DeleteRequest
-	15, // 30: berth.runtime.v1.Runtime.State:input_type -> berth.runtime.v1.StateRequest
-	17, // 31: berth.runtime.v1.Runtime.Update:input_type -> berth.runtime.v1.UpdateRequest
-	19, // 32: berth.runtime.v1.Runtime.Stats:input_type -> berth.runtime.v1.StatsRequest
-	21, // 33: berth.runtime.v1.Runtime.SandboxStats:input_type -> berth.runtime.v1.SandboxStatsRequest
-	24, // 34: berth.runtime.v1.Runtime.UpdateSandbox:input_type -> berth.runtime.v1.UpdateSandboxRequest
-	26, // 35: berth.runtime.v1.Runtime.SandboxStatus:input_type -> berth.runtime.v1.SandboxStatusRequest
-	33, // 36: berth.runtime.v1.Runtime.CreateCommand:input_type -> berth.runtime.v1.CreateCommandRequest
-	28, // 37: berth.runtime.v1.Runtime.Exec:input_type -> berth.runtime.v1.ExecInput
-	2,  // 38: berth.runtime.v1.Runtime.CreateSandbox:output_type -> berth.runtime.v1.CreateSandboxResponse
-	4,  // 39: berth.runtime.v1.Runtime.StopSandbox:output_type -> berth.runtime.v1.StopSandboxResponse
-	6,  // 40: berth.runtime.v1.Runtime.RemoveSandbox:output_type -> berth.runtime.v1.RemoveSandboxResponse
-	8,  // 41: berth.runtime.v1.Runtime.Create:output_type -> berth.runtime.v1.CreateResponse
-	10, // 42: berth.runtime.v1.Runtime.Start:output_type -> berth.runtime.v1.StartResponse
-	12, // 43: berth.runtime.v1.Runtime.Kill:output_type -> berth.runtime.v1.KillResponse
-	14, // 44: berth.runtime.v1.Runtime.Delete:output_type -> berth.runtime.v1.DeleteResponse
-	16, // 45: berth.runtime.v1.Runtime.State:output_type -> berth.runtime.v1.StateResponse
-	18, // 46: berth.runtime.v1.Runtime.Update:output_type -> berth.runtime.v1.UpdateResponse
-	20, // 47: berth.runtime.v1.Runtime.Stats:output_type -> berth.runtime.v1.StatsResponse
-	22, // 48: berth.runtime.v1.Runtime.SandboxStats:output_type -> berth.runtime.v1.SandboxStatsResponse
-	25, // 49: berth.runtime.v1.Runtime.UpdateSandbox:output_type -> berth.runtime.v1.UpdateSandboxResponse
-	27, // 50: berth.runtime.v1.Runtime.SandboxStatus:output_type -> berth.runtime.v1.SandboxStatusResponse
-	34, // 51: berth.runtime.v1.Runtime.CreateCommand:output_type -> berth.runtime.v1.CreateCommandResponse
-	31, // 52: berth.runtime.v1.Runtime.Exec:output_type -> berth.runtime.v1.ExecOutput
-	38, // [38:53] is the sub-list for method output_type
-	23, // [23:38] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	21, // 13: berth.runtime.v1.StatsResponse.blkio:type_name -> berth.runtime.v1.BlkioDevice
+	0,  // 14: berth.runtime.v1.SandboxStatsRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
+	20, // 15: berth.runtime.v1.SandboxStatsResponse.usage:type_name -> berth.runtime.v1.StatsResponse
+	24, // 16: berth.runtime.v1.SandboxStatsResponse.interfaces:type_name -> berth.runtime.v1.InterfaceStats
+	0,  // 17: berth.runtime.v1.UpdateSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
+	0,  // 18: berth.runtime.v1.SandboxStatusRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
+	30, // 19: berth.runtime.v1.ExecInput.start:type_name -> berth.runtime.v1.ExecStart
+	31, // 20: berth.runtime.v1.ExecInput.resize:type_name -> berth.runtime.v1.TerminalSize
+	0,  // 21: berth.runtime.v1.ExecStart.options:type_name -> berth.runtime.v1.RuntimeOptions
+	33, // 22: berth.runtime.v1.ExecOutput.exit:type_name -> berth.runtime.v1.ExecExit
+	0,  // 23: berth.runtime.v1.CreateCommandRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
+	1,  // 24: berth.runtime.v1.Runtime.CreateSandbox:input_type -> berth.runtime.v1.CreateSandboxRequest
+	3,  // 25: berth.runtime.v1.Runtime.StopSandbox:input_type -> berth.runtime.v1.StopSandboxRequest
+	5,  // 26: berth.runtime.v1.Runtime.RemoveSandbox:input_type -> berth.runtime.v1.RemoveSandboxRequest
+	7,  // 27: berth.runtime.v1.Runtime.Create:input_type -> berth.runtime.v1.CreateRequest
+	9,  // 28: berth.runtime.v1.Runtime.Start:input_type -> berth.runtime.v1.StartRequest
+	11, // 29: berth.runtime.v1.Runtime.Kill:input_type -> berth.runtime.v1.KillRequest
+	13, // 30: berth.runtime.v1.Runtime.Delete:input_type -> berth.runtime.v1.DeleteRequest
+	15, // 31: berth.runtime.v1.Runtime.State:input_type -> berth.runtime.v1.StateRequest
+	17, // 32: berth.runtime.v1.Runtime.Update:input_type -> berth.runtime.v1.UpdateRequest
+	19, // 33: berth.runtime.v1.Runtime.Stats:input_type -> berth.runtime.v1.StatsRequest
+	22, // 34: berth.runtime.v1.Runtime.SandboxStats:input_type -> berth.runtime.v1.SandboxStatsRequest
+	25, // 35: berth.runtime.v1.Runtime.UpdateSandbox:input_type -> berth.runtime.v1.UpdateSandboxRequest
+	27, // 36: berth.runtime.v1.Runtime.SandboxStatus:input_type -> berth.runtime.v1.SandboxStatusRequest
+	34, // 37: berth.runtime.v1.Runtime.CreateCommand:input_type -> berth.runtime.v1.CreateCommandRequest
+	29, // 38: berth.runtime.v1.Runtime.Exec:input_type -> berth.runtime.v1.ExecInput
+	2,  // 39: berth.runtime.v1.Runtime.CreateSandbox:output_type -> berth.runtime.v1.CreateSandboxResponse
+	4,  // 40: berth.runtime.v1.Runtime.StopSandbox:output_type -> berth.runtime.v1.StopSandboxResponse
+	6,  // 41: berth.runtime.v1.Runtime.RemoveSandbox:output_type -> berth.runtime.v1.RemoveSandboxResponse
+	8,  // 42: berth.runtime.v1.Runtime.Create:output_type -> berth.runtime.v1.CreateResponse
+	10, // 43: berth.runtime.v1.Runtime.Start:output_type -> berth.runtime.v1.StartResponse
+	12, // 44: berth.runtime.v1.Runtime.Kill:output_type -> berth.runtime.v1.KillResponse
+	14, // 45: berth.runtime.v1.Runtime.Delete:output_type -> berth.runtime.v1.DeleteResponse
+	16, // 46: berth.runtime.v1.Runtime.State:output_type -> berth.runtime.v1.StateResponse
+	18, // 47: berth.runtime.v1.Runtime.Update:output_type -> berth.runtime.v1.UpdateResponse
+	20, // 48: berth.runtime.v1.Runtime.Stats:output_type -> berth.runtime.v1.StatsResponse
+	23, // 49: berth.runtime.v1.Runtime.SandboxStats:output_type -> berth.runtime.v1.SandboxStatsResponse
+	26, // 50: berth.runtime.v1.Runtime.UpdateSandbox:output_type -> berth.runtime.v1.UpdateSandboxResponse
+	28, // 51: berth.runtime.v1.Runtime.SandboxStatus:output_type -> berth.runtime.v1.SandboxStatusResponse
+	35, // 52: berth.runtime.v1.Runtime.CreateCommand:output_type -> berth.runtime.v1.CreateCommandResponse
+	32, // 53: berth.runtime.v1.Runtime.Exec:output_type -> berth.runtime.v1.ExecOutput
+	39, // [39:54] is the sub-list for method output_type
+	24, // [24:39] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_proto_runtime_v1_runtime_proto_init() }
@@ -2631,13 +2795,13 @@ func file_proto_runtime_v1_runtime_proto_init() {
 	if File_proto_runtime_v1_runtime_proto != nil {
 		return
 	}
-	file_proto_runtime_v1_runtime_proto_msgTypes[28].OneofWrappers = []any{
+	file_proto_runtime_v1_runtime_proto_msgTypes[29].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),
 		(*ExecInput_Stdin)(nil),
 		(*ExecInput_Resize)(nil),
 		(*ExecInput_CloseStdin)(nil),
 	}
-	file_proto_runtime_v1_runtime_proto_msgTypes[31].OneofWrappers = []any{
+	file_proto_runtime_v1_runtime_proto_msgTypes[32].OneofWrappers = []any{
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_Exit)(nil),
@@ -2648,7 +2812,7 @@ func file_proto_runtime_v1_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_runtime_v1_runtime_proto_rawDesc), len(file_proto_runtime_v1_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

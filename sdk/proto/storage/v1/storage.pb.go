@@ -570,8 +570,12 @@ type FilesystemUsage struct {
 	Mountpoint        string                 `protobuf:"bytes,2,opt,name=mountpoint,proto3" json:"mountpoint,omitempty"`
 	UsedBytes         uint64                 `protobuf:"varint,3,opt,name=used_bytes,json=usedBytes,proto3" json:"used_bytes,omitempty"`
 	InodesUsed        uint64                 `protobuf:"varint,4,opt,name=inodes_used,json=inodesUsed,proto3" json:"inodes_used,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The filesystem holding it (statfs): size, and inodes in all and free.
+	CapacityBytes uint64 `protobuf:"varint,5,opt,name=capacity_bytes,json=capacityBytes,proto3" json:"capacity_bytes,omitempty"`
+	InodesTotal   uint64 `protobuf:"varint,6,opt,name=inodes_total,json=inodesTotal,proto3" json:"inodes_total,omitempty"`
+	InodesFree    uint64 `protobuf:"varint,7,opt,name=inodes_free,json=inodesFree,proto3" json:"inodes_free,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FilesystemUsage) Reset() {
@@ -628,6 +632,27 @@ func (x *FilesystemUsage) GetUsedBytes() uint64 {
 func (x *FilesystemUsage) GetInodesUsed() uint64 {
 	if x != nil {
 		return x.InodesUsed
+	}
+	return 0
+}
+
+func (x *FilesystemUsage) GetCapacityBytes() uint64 {
+	if x != nil {
+		return x.CapacityBytes
+	}
+	return 0
+}
+
+func (x *FilesystemUsage) GetInodesTotal() uint64 {
+	if x != nil {
+		return x.InodesTotal
+	}
+	return 0
+}
+
+func (x *FilesystemUsage) GetInodesFree() uint64 {
+	if x != nil {
+		return x.InodesFree
 	}
 	return 0
 }
@@ -1209,7 +1234,7 @@ const file_proto_storage_v1_storage_proto_rawDesc = "" +
 	"\x05image\x18\x01 \x01(\v2\x17.berth.storage.v1.ImageR\x05image\"*\n" +
 	"\x12RemoveImageRequest\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\"\x15\n" +
-	"\x13RemoveImageResponse\"\xa1\x01\n" +
+	"\x13RemoveImageResponse\"\x8c\x02\n" +
 	"\x0fFilesystemUsage\x12.\n" +
 	"\x13timestamp_unix_nano\x18\x01 \x01(\x03R\x11timestampUnixNano\x12\x1e\n" +
 	"\n" +
@@ -1218,7 +1243,11 @@ const file_proto_storage_v1_storage_proto_rawDesc = "" +
 	"\n" +
 	"used_bytes\x18\x03 \x01(\x04R\tusedBytes\x12\x1f\n" +
 	"\vinodes_used\x18\x04 \x01(\x04R\n" +
-	"inodesUsed\"\x14\n" +
+	"inodesUsed\x12%\n" +
+	"\x0ecapacity_bytes\x18\x05 \x01(\x04R\rcapacityBytes\x12!\n" +
+	"\finodes_total\x18\x06 \x01(\x04R\vinodesTotal\x12\x1f\n" +
+	"\vinodes_free\x18\a \x01(\x04R\n" +
+	"inodesFree\"\x14\n" +
 	"\x12ImageFsInfoRequest\"\xbd\x01\n" +
 	"\x13ImageFsInfoResponse\x12N\n" +
 	"\x11image_filesystems\x18\x01 \x03(\v2!.berth.storage.v1.FilesystemUsageR\x10imageFilesystems\x12V\n" +
