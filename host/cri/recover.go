@@ -30,13 +30,16 @@ func (s *Server) Recover(ctx context.Context) {
 			continue
 		}
 		s.log.Info("recover: undoing a container creation interrupted by a crash", "container", c.ID)
+		// Supervision first: the monitor waits for a create still under
+		// way (the supervisor goes on without the host) and stops the
+		// supervisor; the runtime then deletes whatever it created.
+		if mon, err := s.monitor(); err == nil {
+			_, _ = mon.Forget(ctx, &monitorv1.ForgetRequest{ContainerId: c.ID})
+		}
 		if sb, err := s.store.Sandbox(c.SandboxID); err == nil {
 			if rtc, opts, _, err := s.runtimeOf(sb); err == nil {
 				_, _ = rtc.Delete(ctx, &runtimev1.DeleteRequest{ContainerId: c.ID, Options: opts, Force: true})
 			}
-		}
-		if mon, err := s.monitor(); err == nil {
-			_, _ = mon.Forget(ctx, &monitorv1.ForgetRequest{ContainerId: c.ID})
 		}
 		if st, err := s.rootfs(); err == nil {
 			if _, err := st.RemoveRootfs(ctx, &storagev1.RemoveRootfsRequest{ContainerId: c.ID}); err != nil {

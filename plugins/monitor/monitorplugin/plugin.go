@@ -46,6 +46,9 @@ type Plugin struct {
 	createTimeout time.Duration
 	log           hclog.Logger
 	stateDir      string
+	// creating holds, per container, a channel closed once its Watch's
+	// create has settled (see startCreate).
+	creating map[string]chan struct{}
 }
 
 // New returns an unconfigured plugin.
@@ -135,6 +138,9 @@ func (p *Plugin) Watch(ctx context.Context, r *monitorv1.WatchRequest) (*monitor
 	if _, err := os.Stat(filepath.Join(dir, conmon.FileConmonPID)); err == nil {
 		return nil, status.Errorf(codes.AlreadyExists, "container %s is already supervised", id)
 	}
+	var created <-chan struct{}
+	settle := p.startCreate(id)
+	defer func() { settle(created) }()
 	if err := os.MkdirAll(filepath.Dir(p.dirFile(id)), 0o700); err != nil {
 		return nil, status.Errorf(codes.Internal, "%v", err)
 	}
@@ -144,10 +150,11 @@ func (p *Plugin) Watch(ctx context.Context, r *monitorv1.WatchRequest) (*monitor
 	if err := os.WriteFile(filepath.Join(dir, fileLogPath), []byte(r.GetLogPath()), 0o600); err != nil {
 		return nil, status.Errorf(codes.Internal, "%v", err)
 	}
-	_, created, err := conmon.Spawn(conmon.Options{Dir: dir, LogPath: r.GetLogPath(), Argv: r.GetCreateArgv(), Env: r.GetCreateEnv(), PIDFile: r.GetPidFile()})
+	_, spawned, err := conmon.Spawn(conmon.Options{Dir: dir, LogPath: r.GetLogPath(), Argv: r.GetCreateArgv(), Env: r.GetCreateEnv(), PIDFile: r.GetPidFile()})
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "container %s: %v", id, err)
 	}
+	created = spawned
 	p.mu.Lock()
 	timeout := p.createTimeout
 	p.mu.Unlock()
@@ -169,6 +176,39 @@ func (p *Plugin) Watch(ctx context.Context, r *monitorv1.WatchRequest) (*monitor
 		return nil, status.Errorf(codes.Internal, "create container %s: %s", id, strings.TrimSpace(string(b)))
 	}
 	return nil, status.Errorf(codes.Internal, "create container %s: the supervisor exited without creating it", id)
+}
+
+// startCreate records that a create of the container is under way, until
+// settle is called with the supervisor's created channel (nil when none
+// was spawned) and that channel is closed, or the create timeout passed.
+// Watch returns early when its caller goes away (the host killed during
+// CreateContainer), but the supervisor goes on creating the container:
+// Forget must wait for it, not race it.
+func (p *Plugin) startCreate(id string) (settle func(created <-chan struct{})) {
+	ch := make(chan struct{})
+	p.mu.Lock()
+	if p.creating == nil {
+		p.creating = map[string]chan struct{}{}
+	}
+	p.creating[id] = ch
+	timeout := p.createTimeout
+	p.mu.Unlock()
+	return func(created <-chan struct{}) {
+		go func() {
+			if created != nil {
+				select {
+				case <-created:
+				case <-time.After(timeout):
+				}
+			}
+			p.mu.Lock()
+			if p.creating[id] == ch {
+				delete(p.creating, id)
+			}
+			p.mu.Unlock()
+			close(ch)
+		}()
+	}
 }
 
 func (p *Plugin) killSupervisor(dir string) {
@@ -264,6 +304,17 @@ func (p *Plugin) ReopenLog(_ context.Context, r *monitorv1.ReopenLogRequest) (*m
 // Forget implements monitorv1.MonitorServer: it drops the container's
 // supervision files (killing a supervisor still running). Idempotent.
 func (p *Plugin) Forget(_ context.Context, r *monitorv1.ForgetRequest) (*monitorv1.ForgetResponse, error) {
+	// A create still under way (its Watch cut short) settles first, so
+	// that its supervisor is found and killed rather than left creating.
+	p.mu.Lock()
+	creating, timeout := p.creating[r.GetContainerId()], p.createTimeout
+	p.mu.Unlock()
+	if creating != nil {
+		select {
+		case <-creating:
+		case <-time.After(timeout):
+		}
+	}
 	dir, err := p.dirOf(r.GetContainerId())
 	if err != nil {
 		return &monitorv1.ForgetResponse{}, nil
