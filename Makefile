@@ -108,7 +108,7 @@ test-unit:
 	cd sdk && $(GO) test -race ./...
 
 test-integration: $(CRICTL)
-	CRICTL=$(abspath $(CRICTL)) $(GO) test -race -count=1 -run Integration -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+	CRICTL=$(abspath $(CRICTL)) $(GO) test -race -count=1 -timeout 40m -run Integration -v ./... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
 
 ## crictl from cri-tools, pinned, built from the Go module proxy
 $(CRICTL):
