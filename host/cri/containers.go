@@ -463,7 +463,26 @@ func (s *Server) stopContainer(ctx context.Context, c *state.Container, timeout 
 	if !s.waitExit(ctx, c, killGrace) {
 		return status.Errorf(codes.DeadlineExceeded, "container %s did not exit within %v of SIGKILL", c.ID, killGrace)
 	}
+	s.releaseRuntime(c)
 	return nil
+}
+
+// releaseRuntime has the runtime forget an exited container in the
+// background (runc delete: its state and cgroup), off the path of
+// RemoveContainer and RemovePodSandbox, which then find nothing left to do
+// there. The exit status is the monitor's, so nothing is lost.
+func (s *Server) releaseRuntime(c *state.Container) {
+	rtc, opts, _, err := s.containerRuntime(c)
+	if err != nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := rtc.Delete(ctx, &runtimev1.DeleteRequest{ContainerId: c.ID, Options: opts, Force: true}); err != nil {
+			s.log.Debug("releasing an exited container from the runtime", "container", c.ID, "error", err)
+		}
+	}()
 }
 
 // killSupervisedInit SIGKILLs pid if it still is a container init under a

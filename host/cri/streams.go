@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/host/state"
 	monitorv1 "github.com/berth-cri/berth/sdk/proto/monitor/v1"
 )
 
@@ -150,6 +151,9 @@ func (s *Server) WatchExits(ctx context.Context) {
 				if c, cerr := s.store.Container(ev.GetContainerId()); cerr == nil {
 					s.refresh(ctx, c)
 					s.emit(ctx, c.ID, c.SandboxID, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+					if c.Phase == state.PhaseExited {
+						s.releaseRuntime(c)
+					}
 				}
 			}
 		}

@@ -59,6 +59,13 @@ const (
 // Arg makes a binary run as a supervisor (see MaybeRun).
 const Arg = "berth-conmon"
 
+// SpareName is the process name (comm) of the one supervisor the monitor
+// plugin keeps started ahead of need, until it is handed a container.
+const SpareName = "berth-spare"
+
+// setComm names the process (/proc/PID/comm, what ps and top show).
+func setComm(name string) { _ = os.WriteFile("/proc/self/comm", []byte(name), 0) }
+
 // HelperName is the small supervisor-only binary (plugins/monitor/cmd/
 // berth-conmon) that Spawn runs when it sits next to the plugin's own
 // binary: a supervisor lives as long as its container, so its size is paid
@@ -81,24 +88,30 @@ type Options struct {
 // Binary is the program Spawn runs as a supervisor.
 func Binary() (string, error) { return helper.Binary(HelperName) }
 
-// Spawn starts a supervisor in a session of its own and returns its PID
-// and a channel closed once it has written the container's PID or its
-// create error (or died).
-// It is the calling plugin's child only until the plugin exits (then the
-// system's init adopts it); a goroutine reaps it should it exit first.
-func Spawn(o Options) (int, <-chan struct{}, error) {
+// idle is a supervisor started ahead of need, waiting for its options on
+// stdin: the next Spawn hands it a container instead of paying a process
+// start on CreateContainer's path. If the plugin goes away, its stdin
+// closes and it exits.
+type idle struct {
+	cmd     *exec.Cmd
+	in      io.WriteCloser
+	notifyR *os.File
+}
+
+var spare struct {
+	sync.Mutex
+	next *idle
+}
+
+// start starts a supervisor that waits for its options.
+func startIdle() (*idle, error) {
 	bin, err := Binary()
 	if err != nil {
-		return 0, nil, err
-	}
-	o.Notify = true
-	enc, err := json.Marshal(o)
-	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	notifyR, notifyW, err := os.Pipe()
 	if err != nil {
-		return 0, nil, fmt.Errorf("spawn supervisor: %w", err)
+		return nil, err
 	}
 	cmd := exec.Command(bin, Arg)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -113,27 +126,82 @@ func Spawn(o Options) (int, <-chan struct{}, error) {
 		if in != nil {
 			in.Close()
 		}
-		return 0, nil, fmt.Errorf("spawn supervisor: %w", err)
+		return nil, err
 	}
 	go func() { _ = cmd.Wait() }()
-	_, err = in.Write(enc)
-	if cerr := in.Close(); err == nil {
+	return &idle{cmd: cmd, in: in, notifyR: notifyR}, nil
+}
+
+// refill starts the next spare supervisor in the background.
+func refill() {
+	go func() {
+		w, err := startIdle()
+		if err != nil {
+			return
+		}
+		spare.Lock()
+		old := spare.next
+		spare.next = w
+		spare.Unlock()
+		if old != nil {
+			old.in.Close() // it exits on EOF
+			old.notifyR.Close()
+		}
+	}()
+}
+
+// handOver writes a container's options to a waiting supervisor.
+func handOver(w *idle, enc []byte) error {
+	_, err := w.in.Write(enc)
+	if cerr := w.in.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		notifyR.Close()
-		_ = cmd.Process.Kill()
-		return 0, nil, fmt.Errorf("spawn supervisor: hand over options: %w", err)
+		w.notifyR.Close()
+		_ = w.cmd.Process.Kill()
+	}
+	return err
+}
+
+// Spawn hands a container to a supervisor (the spare one, else a new one)
+// in a session of its own and returns its PID and a channel closed once it
+// has written the container's PID or its create error (or died). A
+// supervisor is the calling plugin's child only until the plugin exits
+// (then the system's init adopts it); a goroutine reaps it should it exit
+// first.
+func Spawn(o Options) (int, <-chan struct{}, error) {
+	o.Notify = true
+	enc, err := json.Marshal(o)
+	if err != nil {
+		return 0, nil, err
+	}
+	spare.Lock()
+	w := spare.next
+	spare.next = nil
+	spare.Unlock()
+	defer refill()
+	if w != nil {
+		if err := handOver(w, enc); err != nil {
+			w = nil // the spare died: start one now
+		}
+	}
+	if w == nil {
+		if w, err = startIdle(); err != nil {
+			return 0, nil, fmt.Errorf("spawn supervisor: %w", err)
+		}
+		if err := handOver(w, enc); err != nil {
+			return 0, nil, fmt.Errorf("spawn supervisor: hand over options: %w", err)
+		}
 	}
 	created := make(chan struct{})
 	go func() {
 		// EOF (or a byte) once the supervisor is past the create, or died.
 		var b [1]byte
-		_, _ = notifyR.Read(b[:])
-		notifyR.Close()
+		_, _ = w.notifyR.Read(b[:])
+		w.notifyR.Close()
 		close(created)
 	}()
-	return cmd.Process.Pid, created, nil
+	return w.cmd.Process.Pid, created, nil
 }
 
 // MaybeRun runs the supervisor when the binary was started as one; it
@@ -142,10 +210,14 @@ func MaybeRun() bool {
 	if len(os.Args) < 2 || os.Args[1] != Arg {
 		return false
 	}
+	// A spare waiting for a container shows as SpareName in ps (comm),
+	// a supervisor as Arg.
+	setComm(SpareName)
 	var o Options
 	if err := json.NewDecoder(os.Stdin).Decode(&o); err != nil {
 		os.Exit(2)
 	}
+	setComm(Arg)
 	os.Exit(run(o))
 	return true
 }
