@@ -242,3 +242,44 @@ func TestIntegrationReopenLog(t *testing.T) {
 	}
 	p.Forget(context.Background(), &monitorv1.ForgetRequest{ContainerId: "chatty"}) //nolint:errcheck
 }
+
+// TestIntegrationCreateTimeoutUnwatched: a create command that hangs is
+// ended by the supervisor itself after the create timeout, even when the
+// Watch that started it was given up (its caller went away).
+func TestIntegrationCreateTimeoutUnwatched(t *testing.T) {
+	if testing.Short() || os.Geteuid() != 0 {
+		t.Skip("integration test: needs root")
+	}
+	dir := t.TempDir()
+	p := New()
+	if err := p.Configure(context.Background(), sdk.Config{Raw: json.RawMessage(`{"create_timeout":"1s"}`), StateDir: filepath.Join(dir, "state")}); err != nil {
+		t.Fatal(err)
+	}
+	sup := filepath.Join(dir, "sup-hang")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := p.Watch(ctx, &monitorv1.WatchRequest{ContainerId: "hang", StdioDir: sup, LogPath: filepath.Join(dir, "hang.log"),
+		CreateArgv: []string{"/bin/sleep", "31.5"}, PidFile: filepath.Join(sup, conmon.FileInitPID)})
+	if err == nil {
+		t.Fatal("Watch of a hanging create returned no error")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(sup, conmon.FileCreateErr))
+		if err == nil {
+			if !strings.Contains(string(b), "did not finish within 1s") {
+				t.Errorf("create error: %q", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the supervisor did not end the hanging create")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if out, _ := exec.Command("pgrep", "-f", "^/bin/sleep 31.5$").Output(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("the hanging create command still runs: %s", out)
+	}
+	_, _ = p.Forget(context.Background(), &monitorv1.ForgetRequest{ContainerId: "hang"})
+}

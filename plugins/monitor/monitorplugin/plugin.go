@@ -150,14 +150,15 @@ func (p *Plugin) Watch(ctx context.Context, r *monitorv1.WatchRequest) (*monitor
 	if err := os.WriteFile(filepath.Join(dir, fileLogPath), []byte(r.GetLogPath()), 0o600); err != nil {
 		return nil, status.Errorf(codes.Internal, "%v", err)
 	}
-	_, spawned, err := conmon.Spawn(conmon.Options{Dir: dir, LogPath: r.GetLogPath(), Argv: r.GetCreateArgv(), Env: r.GetCreateEnv(), PIDFile: r.GetPidFile()})
+	p.mu.Lock()
+	timeout := p.createTimeout
+	p.mu.Unlock()
+	_, spawned, err := conmon.Spawn(conmon.Options{Dir: dir, LogPath: r.GetLogPath(), Argv: r.GetCreateArgv(), Env: r.GetCreateEnv(),
+		PIDFile: r.GetPidFile(), CreateTimeout: timeout})
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "container %s: %v", id, err)
 	}
 	created = spawned
-	p.mu.Lock()
-	timeout := p.createTimeout
-	p.mu.Unlock()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {

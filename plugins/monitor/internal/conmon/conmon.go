@@ -32,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -83,6 +84,8 @@ type Options struct {
 	// Notify: fd 3 is a pipe to close once the pid file or create.err is
 	// written (Spawn sets it), so the caller need not poll for them.
 	Notify bool
+	// CreateTimeout ends the create command (0: no limit).
+	CreateTimeout time.Duration
 }
 
 // Binary is the program Spawn runs as a supervisor.
@@ -315,14 +318,29 @@ func run(o Options) int {
 	cmd := exec.Command(o.Argv[0], o.Argv[1:]...)
 	cmd.Env = append(os.Environ(), o.Env...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, outW, errW
+	// Its own process group, to end all of it should it hang.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fail("start create command: " + err.Error())
 	}
 	createPID := cmd.Process.Pid
 	outW.Close()
 	errW.Close()
+	// The create must finish in time even when nobody waits for it any
+	// more (the plugin that asked died, or gave up).
+	var timedOut atomic.Bool
+	if o.CreateTimeout > 0 {
+		t := time.AfterFunc(o.CreateTimeout, func() {
+			timedOut.Store(true)
+			_ = syscall.Kill(-createPID, syscall.SIGKILL)
+		})
+		defer t.Stop()
+	}
 	// Wait for the create command itself (not cmd.Wait: we reap ourselves).
 	createStatus, err := waitPID(createPID, sigchld)
+	if timedOut.Load() {
+		return fail(fmt.Sprintf("create command did not finish within %v", o.CreateTimeout))
+	}
 	if err != nil || createStatus.ExitStatus() != 0 {
 		// The container never started: what runc said is in the pipes.
 		b, _ := io.ReadAll(io.MultiReader(errR, outR))
