@@ -17,6 +17,7 @@ const (
 	CapSandboxStats   Capability = "sandbox-stats"   // SandboxStats
 	CapSandboxUpdate  Capability = "sandbox-update"  // UpdateSandbox
 	CapSandboxStatus  Capability = "sandbox-status"  // SandboxStatus
+	CapFeatures       Capability = "features"        // Features
 	CapHostNamespaces Capability = "host-namespaces" // host network/pid/ipc
 	CapPrivileged     Capability = "privileged"      // privileged containers
 	CapUserNamespaces Capability = "user-namespaces"

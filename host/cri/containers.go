@@ -259,7 +259,8 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 			CgroupParent: sb.CgroupParent, ShmPath: s.shmPath(sb, podCfg),
 			HostsPath: filepath.Join(sb.Dir, "hosts"), ResolvPath: filepath.Join(sb.Dir, "resolv.conf"), HostnamePath: filepath.Join(sb.Dir, "hostname"),
 			Hostname: podHostname(podCfg), TargetPIDNS: s.targetPIDNS(cfg)},
-		Host: ocispec.Host{Capabilities: caps, MinOOMScoreAdj: minOOMScoreAdj(caps), CgroupDriver: s.cfg.Host.CgroupDriver, StatDevice: statDevice},
+		Host: ocispec.Host{Capabilities: caps, MinOOMScoreAdj: minOOMScoreAdj(caps), CgroupDriver: s.cfg.Host.CgroupDriver, StatDevice: statDevice,
+			RecursiveReadOnly: s.handlerFeatures(ctx, sb.RuntimeHandler).GetRecursiveReadOnlyMounts()},
 	})
 	if err != nil {
 		if fe, isField := err.(*ocispec.FieldError); isField {

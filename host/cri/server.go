@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -26,6 +27,7 @@ import (
 	"github.com/berth-cri/berth/host/state"
 	"github.com/berth-cri/berth/internal/version"
 	"github.com/berth-cri/berth/sdk"
+	runtimev1 "github.com/berth-cri/berth/sdk/proto/runtime/v1"
 )
 
 // RuntimeName is what Version reports.
@@ -40,8 +42,11 @@ type Server struct {
 	plugins *plugins.Manager
 	store   *state.Store
 	log     *slog.Logger
-	locks   keyedMutex
-	events  events
+
+	featuresMu sync.Mutex
+	features   map[string]cachedFeatures // by runtime handler
+	locks      keyedMutex
+	events     events
 }
 
 // New returns a CRI server backed by the plugin manager and the state store.
@@ -76,7 +81,7 @@ type readiness struct {
 // storage plugin and the monitor plugin are running, healthy and able to run
 // pods) and NetworkReady (the network plugin is running, healthy and can set
 // up pod networks), each with a reason when not.
-func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	rt, _, err := s.plugins.Runtime("")
 	if err != nil {
 		return nil, err
@@ -109,11 +114,11 @@ func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runt
 	for _, h := range s.cfg.RuntimeClasses {
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{
 			Name:     h.Handler,
-			Features: &runtimeapi.RuntimeHandlerFeatures{},
+			Features: s.handlerFeatures(ctx, h.Handler),
 		})
 	}
 	// kubelet wants the default handler listed under the empty name too.
-	resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: "", Features: &runtimeapi.RuntimeHandlerFeatures{}})
+	resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: "", Features: s.handlerFeatures(ctx, "")})
 	sortHandlers(resp.RuntimeHandlers)
 	if req.GetVerbose() {
 		info, err := s.verboseInfo()
@@ -216,4 +221,48 @@ func StreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
 
 func sortHandlers(hs []*runtimeapi.RuntimeHandler) {
 	slices.SortFunc(hs, func(a, b *runtimeapi.RuntimeHandler) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// featuresTTL is how long a runtime class's features are trusted before
+// the plugin is asked again (a plugin may be upgraded under a running
+// host).
+const featuresTTL = time.Minute
+
+type cachedFeatures struct {
+	f  *runtimeapi.RuntimeHandlerFeatures
+	at time.Time
+}
+
+// handlerFeatures is what a runtime class can do, from its plugin
+// (nothing, when the plugin cannot say).
+func (s *Server) handlerFeatures(ctx context.Context, handler string) *runtimeapi.RuntimeHandlerFeatures {
+	s.featuresMu.Lock()
+	c, ok := s.features[handler]
+	s.featuresMu.Unlock()
+	if ok && time.Since(c.at) < featuresTTL {
+		return c.f
+	}
+	f := &runtimeapi.RuntimeHandlerFeatures{}
+	rt, rc, err := s.plugins.Runtime(handler)
+	if err != nil || rt.Require(sdk.CapFeatures) != nil {
+		return f
+	}
+	opts, err := runtimeOptions(rc.Handler, rc.Config)
+	if err != nil {
+		return f
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := runtimev1.NewRuntimeClient(rt.Conn).Features(cctx, &runtimev1.FeaturesRequest{Options: opts})
+	if err != nil {
+		return f
+	}
+	f.RecursiveReadOnlyMounts, f.UserNamespaces = resp.GetRecursiveReadOnlyMounts(), resp.GetUserNamespaces()
+	s.featuresMu.Lock()
+	if s.features == nil {
+		s.features = map[string]cachedFeatures{}
+	}
+	s.features[handler] = cachedFeatures{f: f, at: time.Now()}
+	s.featuresMu.Unlock()
+	return f
 }

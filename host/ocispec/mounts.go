@@ -80,9 +80,11 @@ func mounts(spec *specs.Spec, c Container, privileged bool) error {
 			if m.GetPropagation() != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
 				return fieldErr(field+".recursive_read_only", "needs private propagation")
 			}
-			return fieldErr(field+".recursive_read_only", "recursive read-only mounts are not supported by this runtime handler")
-		}
-		if m.GetReadonly() {
+			if !c.Host.RecursiveReadOnly {
+				return fieldErr(field+".recursive_read_only", "recursive read-only mounts are not supported by this runtime handler")
+			}
+			opts = append(opts, "ro", "rro")
+		} else if m.GetReadonly() {
 			opts = append(opts, "ro")
 		} else {
 			opts = append(opts, "rw")

@@ -64,6 +64,9 @@ type Host struct {
 	SeccompRoot string
 	// AppArmor reports whether the kernel has AppArmor enabled.
 	AppArmor bool
+	// RecursiveReadOnly: the runtime can make mounts read-only
+	// recursively (mount option "rro").
+	RecursiveReadOnly bool
 	// Devices are the host's devices, given to privileged containers.
 	Devices []specs.LinuxDevice
 	// StatDevice describes a host device node (for CRI devices).

@@ -325,6 +325,20 @@ func TestBuild(t *testing.T) {
 				t.Errorf("cgroups path %q", s.Linux.CgroupsPath)
 			}
 		}},
+		{"recursive read-only mount where the runtime can", func(c *Container) {
+			c.Host.RecursiveReadOnly = true
+			c.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/d", HostPath: "/s", Readonly: true, RecursiveReadOnly: true}}
+		}, func(t *testing.T, s *specs.Spec) {
+			for _, m := range s.Mounts {
+				if m.Destination == "/d" {
+					if strings.Join(m.Options, ",") != "rbind,rprivate,ro,rro" {
+						t.Errorf("rro mount options %v", m.Options)
+					}
+					return
+				}
+			}
+			t.Error("no /d mount")
+		}},
 		{"sysctls, hostname and annotations", func(c *Container) {
 			c.Sandbox.Linux.Sysctls = map[string]string{"net.ipv4.ip_forward": "1"}
 			c.Config.Annotations = map[string]string{"a": "b"}
@@ -374,6 +388,9 @@ func TestBuildInvalid(t *testing.T) {
 		{"recursive read-only with host-to-container propagation", func(c *Container) {
 			c.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/d", HostPath: "/s", Readonly: true, RecursiveReadOnly: true,
 				Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER}}
+		}, "config.mounts[0].recursive_read_only"},
+		{"recursive read-only where the runtime cannot", func(c *Container) {
+			c.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/d", HostPath: "/s", Readonly: true, RecursiveReadOnly: true}}
 		}, "config.mounts[0].recursive_read_only"},
 		{"unknown seccomp profile file", func(c *Container) {
 			sc(c).Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/nonexistent/profile.json"}

@@ -62,7 +62,7 @@ func (p *Plugin) Info() sdk.Info {
 		Name:          "runc",
 		Kind:          sdk.KindRuntime,
 		PluginVersion: version.Version,
-		Capabilities:  []sdk.Capability{sdk.CapSandbox, sdk.CapContainers, sdk.CapExec, sdk.CapUpdate, sdk.CapStats, sdk.CapSandboxStats, sdk.CapSandboxUpdate, sdk.CapSandboxStatus, sdk.CapHostNamespaces, sdk.CapPrivileged},
+		Capabilities:  []sdk.Capability{sdk.CapSandbox, sdk.CapContainers, sdk.CapExec, sdk.CapUpdate, sdk.CapStats, sdk.CapSandboxStats, sdk.CapSandboxUpdate, sdk.CapSandboxStatus, sdk.CapFeatures, sdk.CapHostNamespaces, sdk.CapPrivileged},
 		Attributes:    attrs,
 	}
 }

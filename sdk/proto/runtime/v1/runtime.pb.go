@@ -1790,6 +1790,103 @@ func (*UpdateSandboxResponse) Descriptor() ([]byte, []int) {
 	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{26}
 }
 
+type FeaturesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Options       *RuntimeOptions        `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FeaturesRequest) Reset() {
+	*x = FeaturesRequest{}
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeaturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeaturesRequest) ProtoMessage() {}
+
+func (x *FeaturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeaturesRequest.ProtoReflect.Descriptor instead.
+func (*FeaturesRequest) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *FeaturesRequest) GetOptions() *RuntimeOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+type FeaturesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Mounts can be made read-only recursively (OCI mount option "rro").
+	RecursiveReadOnlyMounts bool `protobuf:"varint,1,opt,name=recursive_read_only_mounts,json=recursiveReadOnlyMounts,proto3" json:"recursive_read_only_mounts,omitempty"`
+	UserNamespaces          bool `protobuf:"varint,2,opt,name=user_namespaces,json=userNamespaces,proto3" json:"user_namespaces,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *FeaturesResponse) Reset() {
+	*x = FeaturesResponse{}
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeaturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeaturesResponse) ProtoMessage() {}
+
+func (x *FeaturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeaturesResponse.ProtoReflect.Descriptor instead.
+func (*FeaturesResponse) Descriptor() ([]byte, []int) {
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *FeaturesResponse) GetRecursiveReadOnlyMounts() bool {
+	if x != nil {
+		return x.RecursiveReadOnlyMounts
+	}
+	return false
+}
+
+func (x *FeaturesResponse) GetUserNamespaces() bool {
+	if x != nil {
+		return x.UserNamespaces
+	}
+	return false
+}
+
 type SandboxStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SandboxId     string                 `protobuf:"bytes,1,opt,name=sandbox_id,json=sandboxId,proto3" json:"sandbox_id,omitempty"`
@@ -1801,7 +1898,7 @@ type SandboxStatusRequest struct {
 
 func (x *SandboxStatusRequest) Reset() {
 	*x = SandboxStatusRequest{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +1910,7 @@ func (x *SandboxStatusRequest) String() string {
 func (*SandboxStatusRequest) ProtoMessage() {}
 
 func (x *SandboxStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[27]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +1923,7 @@ func (x *SandboxStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SandboxStatusRequest.ProtoReflect.Descriptor instead.
 func (*SandboxStatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{27}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SandboxStatusRequest) GetSandboxId() string {
@@ -1862,7 +1959,7 @@ type SandboxStatusResponse struct {
 
 func (x *SandboxStatusResponse) Reset() {
 	*x = SandboxStatusResponse{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[28]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +1971,7 @@ func (x *SandboxStatusResponse) String() string {
 func (*SandboxStatusResponse) ProtoMessage() {}
 
 func (x *SandboxStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[28]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +1984,7 @@ func (x *SandboxStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SandboxStatusResponse.ProtoReflect.Descriptor instead.
 func (*SandboxStatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{28}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SandboxStatusResponse) GetReady() bool {
@@ -1926,7 +2023,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[29]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2035,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[29]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2048,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{29}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ExecInput) GetInput() isExecInput_Input {
@@ -2042,7 +2139,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[30]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2054,7 +2151,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[30]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2067,7 +2164,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{30}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ExecStart) GetContainerId() string {
@@ -2122,7 +2219,7 @@ type TerminalSize struct {
 
 func (x *TerminalSize) Reset() {
 	*x = TerminalSize{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[31]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2231,7 @@ func (x *TerminalSize) String() string {
 func (*TerminalSize) ProtoMessage() {}
 
 func (x *TerminalSize) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[31]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2244,7 @@ func (x *TerminalSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
 func (*TerminalSize) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{31}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TerminalSize) GetWidth() uint32 {
@@ -2178,7 +2275,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[32]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2190,7 +2287,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[32]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2203,7 +2300,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{32}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ExecOutput) GetOutput() isExecOutput_Output {
@@ -2272,7 +2369,7 @@ type ExecExit struct {
 
 func (x *ExecExit) Reset() {
 	*x = ExecExit{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[33]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2381,7 @@ func (x *ExecExit) String() string {
 func (*ExecExit) ProtoMessage() {}
 
 func (x *ExecExit) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[33]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2394,7 @@ func (x *ExecExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecExit.ProtoReflect.Descriptor instead.
 func (*ExecExit) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{33}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ExecExit) GetExitCode() int32 {
@@ -2330,7 +2427,7 @@ type CreateCommandRequest struct {
 
 func (x *CreateCommandRequest) Reset() {
 	*x = CreateCommandRequest{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[34]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2342,7 +2439,7 @@ func (x *CreateCommandRequest) String() string {
 func (*CreateCommandRequest) ProtoMessage() {}
 
 func (x *CreateCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[34]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2355,7 +2452,7 @@ func (x *CreateCommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCommandRequest.ProtoReflect.Descriptor instead.
 func (*CreateCommandRequest) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{34}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateCommandRequest) GetContainerId() string {
@@ -2412,7 +2509,7 @@ type CreateCommandResponse struct {
 
 func (x *CreateCommandResponse) Reset() {
 	*x = CreateCommandResponse{}
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[35]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2521,7 @@ func (x *CreateCommandResponse) String() string {
 func (*CreateCommandResponse) ProtoMessage() {}
 
 func (x *CreateCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[35]
+	mi := &file_proto_runtime_v1_runtime_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2534,7 @@ func (x *CreateCommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCommandResponse.ProtoReflect.Descriptor instead.
 func (*CreateCommandResponse) Descriptor() ([]byte, []int) {
-	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{35}
+	return file_proto_runtime_v1_runtime_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateCommandResponse) GetArgv() []string {
@@ -2609,7 +2706,12 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x06handle\x18\x03 \x01(\fR\x06handle\x12#\n" +
 	"\rcgroup_parent\x18\x04 \x01(\tR\fcgroupParent\x12%\n" +
 	"\x0eresources_json\x18\x05 \x01(\fR\rresourcesJson\"\x17\n" +
-	"\x15UpdateSandboxResponse\"\x89\x01\n" +
+	"\x15UpdateSandboxResponse\"M\n" +
+	"\x0fFeaturesRequest\x12:\n" +
+	"\aoptions\x18\x01 \x01(\v2 .berth.runtime.v1.RuntimeOptionsR\aoptions\"x\n" +
+	"\x10FeaturesResponse\x12;\n" +
+	"\x1arecursive_read_only_mounts\x18\x01 \x01(\bR\x17recursiveReadOnlyMounts\x12'\n" +
+	"\x0fuser_namespaces\x18\x02 \x01(\bR\x0euserNamespaces\"\x89\x01\n" +
 	"\x14SandboxStatusRequest\x12\x1d\n" +
 	"\n" +
 	"sandbox_id\x18\x01 \x01(\tR\tsandboxId\x12:\n" +
@@ -2655,7 +2757,7 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\bpid_file\x18\x06 \x01(\tR\apidFile\"=\n" +
 	"\x15CreateCommandResponse\x12\x12\n" +
 	"\x04argv\x18\x01 \x03(\tR\x04argv\x12\x10\n" +
-	"\x03env\x18\x02 \x03(\tR\x03env2\x81\n" +
+	"\x03env\x18\x02 \x03(\tR\x03env2\xd4\n" +
 	"\n" +
 	"\aRuntime\x12`\n" +
 	"\rCreateSandbox\x12&.berth.runtime.v1.CreateSandboxRequest\x1a'.berth.runtime.v1.CreateSandboxResponse\x12Z\n" +
@@ -2670,7 +2772,8 @@ const file_proto_runtime_v1_runtime_proto_rawDesc = "" +
 	"\x05Stats\x12\x1e.berth.runtime.v1.StatsRequest\x1a\x1f.berth.runtime.v1.StatsResponse\x12]\n" +
 	"\fSandboxStats\x12%.berth.runtime.v1.SandboxStatsRequest\x1a&.berth.runtime.v1.SandboxStatsResponse\x12`\n" +
 	"\rUpdateSandbox\x12&.berth.runtime.v1.UpdateSandboxRequest\x1a'.berth.runtime.v1.UpdateSandboxResponse\x12`\n" +
-	"\rSandboxStatus\x12&.berth.runtime.v1.SandboxStatusRequest\x1a'.berth.runtime.v1.SandboxStatusResponse\x12`\n" +
+	"\rSandboxStatus\x12&.berth.runtime.v1.SandboxStatusRequest\x1a'.berth.runtime.v1.SandboxStatusResponse\x12Q\n" +
+	"\bFeatures\x12!.berth.runtime.v1.FeaturesRequest\x1a\".berth.runtime.v1.FeaturesResponse\x12`\n" +
 	"\rCreateCommand\x12&.berth.runtime.v1.CreateCommandRequest\x1a'.berth.runtime.v1.CreateCommandResponse\x12E\n" +
 	"\x04Exec\x12\x1b.berth.runtime.v1.ExecInput\x1a\x1c.berth.runtime.v1.ExecOutput(\x010\x01B;Z9github.com/berth-cri/berth/sdk/proto/runtime/v1;runtimev1b\x06proto3"
 
@@ -2686,7 +2789,7 @@ func file_proto_runtime_v1_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_runtime_v1_runtime_proto_rawDescData
 }
 
-var file_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_proto_runtime_v1_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(*RuntimeOptions)(nil),        // 0: berth.runtime.v1.RuntimeOptions
 	(*CreateSandboxRequest)(nil),  // 1: berth.runtime.v1.CreateSandboxRequest
@@ -2715,23 +2818,25 @@ var file_proto_runtime_v1_runtime_proto_goTypes = []any{
 	(*InterfaceStats)(nil),        // 24: berth.runtime.v1.InterfaceStats
 	(*UpdateSandboxRequest)(nil),  // 25: berth.runtime.v1.UpdateSandboxRequest
 	(*UpdateSandboxResponse)(nil), // 26: berth.runtime.v1.UpdateSandboxResponse
-	(*SandboxStatusRequest)(nil),  // 27: berth.runtime.v1.SandboxStatusRequest
-	(*SandboxStatusResponse)(nil), // 28: berth.runtime.v1.SandboxStatusResponse
-	(*ExecInput)(nil),             // 29: berth.runtime.v1.ExecInput
-	(*ExecStart)(nil),             // 30: berth.runtime.v1.ExecStart
-	(*TerminalSize)(nil),          // 31: berth.runtime.v1.TerminalSize
-	(*ExecOutput)(nil),            // 32: berth.runtime.v1.ExecOutput
-	(*ExecExit)(nil),              // 33: berth.runtime.v1.ExecExit
-	(*CreateCommandRequest)(nil),  // 34: berth.runtime.v1.CreateCommandRequest
-	(*CreateCommandResponse)(nil), // 35: berth.runtime.v1.CreateCommandResponse
-	nil,                           // 36: berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
-	nil,                           // 37: berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
-	nil,                           // 38: berth.runtime.v1.StateResponse.AnnotationsEntry
+	(*FeaturesRequest)(nil),       // 27: berth.runtime.v1.FeaturesRequest
+	(*FeaturesResponse)(nil),      // 28: berth.runtime.v1.FeaturesResponse
+	(*SandboxStatusRequest)(nil),  // 29: berth.runtime.v1.SandboxStatusRequest
+	(*SandboxStatusResponse)(nil), // 30: berth.runtime.v1.SandboxStatusResponse
+	(*ExecInput)(nil),             // 31: berth.runtime.v1.ExecInput
+	(*ExecStart)(nil),             // 32: berth.runtime.v1.ExecStart
+	(*TerminalSize)(nil),          // 33: berth.runtime.v1.TerminalSize
+	(*ExecOutput)(nil),            // 34: berth.runtime.v1.ExecOutput
+	(*ExecExit)(nil),              // 35: berth.runtime.v1.ExecExit
+	(*CreateCommandRequest)(nil),  // 36: berth.runtime.v1.CreateCommandRequest
+	(*CreateCommandResponse)(nil), // 37: berth.runtime.v1.CreateCommandResponse
+	nil,                           // 38: berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
+	nil,                           // 39: berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
+	nil,                           // 40: berth.runtime.v1.StateResponse.AnnotationsEntry
 }
 var file_proto_runtime_v1_runtime_proto_depIdxs = []int32{
 	0,  // 0: berth.runtime.v1.CreateSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	36, // 1: berth.runtime.v1.CreateSandboxRequest.annotations:type_name -> berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
-	37, // 2: berth.runtime.v1.CreateSandboxResponse.namespace_paths:type_name -> berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
+	38, // 1: berth.runtime.v1.CreateSandboxRequest.annotations:type_name -> berth.runtime.v1.CreateSandboxRequest.AnnotationsEntry
+	39, // 2: berth.runtime.v1.CreateSandboxResponse.namespace_paths:type_name -> berth.runtime.v1.CreateSandboxResponse.NamespacePathsEntry
 	0,  // 3: berth.runtime.v1.StopSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 4: berth.runtime.v1.RemoveSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 5: berth.runtime.v1.CreateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
@@ -2739,7 +2844,7 @@ var file_proto_runtime_v1_runtime_proto_depIdxs = []int32{
 	0,  // 7: berth.runtime.v1.KillRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 8: berth.runtime.v1.DeleteRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 9: berth.runtime.v1.StateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	38, // 10: berth.runtime.v1.StateResponse.annotations:type_name -> berth.runtime.v1.StateResponse.AnnotationsEntry
+	40, // 10: berth.runtime.v1.StateResponse.annotations:type_name -> berth.runtime.v1.StateResponse.AnnotationsEntry
 	0,  // 11: berth.runtime.v1.UpdateRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	0,  // 12: berth.runtime.v1.StatsRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
 	21, // 13: berth.runtime.v1.StatsResponse.blkio:type_name -> berth.runtime.v1.BlkioDevice
@@ -2747,47 +2852,50 @@ var file_proto_runtime_v1_runtime_proto_depIdxs = []int32{
 	20, // 15: berth.runtime.v1.SandboxStatsResponse.usage:type_name -> berth.runtime.v1.StatsResponse
 	24, // 16: berth.runtime.v1.SandboxStatsResponse.interfaces:type_name -> berth.runtime.v1.InterfaceStats
 	0,  // 17: berth.runtime.v1.UpdateSandboxRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	0,  // 18: berth.runtime.v1.SandboxStatusRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	30, // 19: berth.runtime.v1.ExecInput.start:type_name -> berth.runtime.v1.ExecStart
-	31, // 20: berth.runtime.v1.ExecInput.resize:type_name -> berth.runtime.v1.TerminalSize
-	0,  // 21: berth.runtime.v1.ExecStart.options:type_name -> berth.runtime.v1.RuntimeOptions
-	33, // 22: berth.runtime.v1.ExecOutput.exit:type_name -> berth.runtime.v1.ExecExit
-	0,  // 23: berth.runtime.v1.CreateCommandRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
-	1,  // 24: berth.runtime.v1.Runtime.CreateSandbox:input_type -> berth.runtime.v1.CreateSandboxRequest
-	3,  // 25: berth.runtime.v1.Runtime.StopSandbox:input_type -> berth.runtime.v1.StopSandboxRequest
-	5,  // 26: berth.runtime.v1.Runtime.RemoveSandbox:input_type -> berth.runtime.v1.RemoveSandboxRequest
-	7,  // 27: berth.runtime.v1.Runtime.Create:input_type -> berth.runtime.v1.CreateRequest
-	9,  // 28: berth.runtime.v1.Runtime.Start:input_type -> berth.runtime.v1.StartRequest
-	11, // 29: berth.runtime.v1.Runtime.Kill:input_type -> berth.runtime.v1.KillRequest
-	13, // 30: berth.runtime.v1.Runtime.Delete:input_type -> berth.runtime.v1.DeleteRequest
-	15, // 31: berth.runtime.v1.Runtime.State:input_type -> berth.runtime.v1.StateRequest
-	17, // 32: berth.runtime.v1.Runtime.Update:input_type -> berth.runtime.v1.UpdateRequest
-	19, // 33: berth.runtime.v1.Runtime.Stats:input_type -> berth.runtime.v1.StatsRequest
-	22, // 34: berth.runtime.v1.Runtime.SandboxStats:input_type -> berth.runtime.v1.SandboxStatsRequest
-	25, // 35: berth.runtime.v1.Runtime.UpdateSandbox:input_type -> berth.runtime.v1.UpdateSandboxRequest
-	27, // 36: berth.runtime.v1.Runtime.SandboxStatus:input_type -> berth.runtime.v1.SandboxStatusRequest
-	34, // 37: berth.runtime.v1.Runtime.CreateCommand:input_type -> berth.runtime.v1.CreateCommandRequest
-	29, // 38: berth.runtime.v1.Runtime.Exec:input_type -> berth.runtime.v1.ExecInput
-	2,  // 39: berth.runtime.v1.Runtime.CreateSandbox:output_type -> berth.runtime.v1.CreateSandboxResponse
-	4,  // 40: berth.runtime.v1.Runtime.StopSandbox:output_type -> berth.runtime.v1.StopSandboxResponse
-	6,  // 41: berth.runtime.v1.Runtime.RemoveSandbox:output_type -> berth.runtime.v1.RemoveSandboxResponse
-	8,  // 42: berth.runtime.v1.Runtime.Create:output_type -> berth.runtime.v1.CreateResponse
-	10, // 43: berth.runtime.v1.Runtime.Start:output_type -> berth.runtime.v1.StartResponse
-	12, // 44: berth.runtime.v1.Runtime.Kill:output_type -> berth.runtime.v1.KillResponse
-	14, // 45: berth.runtime.v1.Runtime.Delete:output_type -> berth.runtime.v1.DeleteResponse
-	16, // 46: berth.runtime.v1.Runtime.State:output_type -> berth.runtime.v1.StateResponse
-	18, // 47: berth.runtime.v1.Runtime.Update:output_type -> berth.runtime.v1.UpdateResponse
-	20, // 48: berth.runtime.v1.Runtime.Stats:output_type -> berth.runtime.v1.StatsResponse
-	23, // 49: berth.runtime.v1.Runtime.SandboxStats:output_type -> berth.runtime.v1.SandboxStatsResponse
-	26, // 50: berth.runtime.v1.Runtime.UpdateSandbox:output_type -> berth.runtime.v1.UpdateSandboxResponse
-	28, // 51: berth.runtime.v1.Runtime.SandboxStatus:output_type -> berth.runtime.v1.SandboxStatusResponse
-	35, // 52: berth.runtime.v1.Runtime.CreateCommand:output_type -> berth.runtime.v1.CreateCommandResponse
-	32, // 53: berth.runtime.v1.Runtime.Exec:output_type -> berth.runtime.v1.ExecOutput
-	39, // [39:54] is the sub-list for method output_type
-	24, // [24:39] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	0,  // 18: berth.runtime.v1.FeaturesRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
+	0,  // 19: berth.runtime.v1.SandboxStatusRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
+	32, // 20: berth.runtime.v1.ExecInput.start:type_name -> berth.runtime.v1.ExecStart
+	33, // 21: berth.runtime.v1.ExecInput.resize:type_name -> berth.runtime.v1.TerminalSize
+	0,  // 22: berth.runtime.v1.ExecStart.options:type_name -> berth.runtime.v1.RuntimeOptions
+	35, // 23: berth.runtime.v1.ExecOutput.exit:type_name -> berth.runtime.v1.ExecExit
+	0,  // 24: berth.runtime.v1.CreateCommandRequest.options:type_name -> berth.runtime.v1.RuntimeOptions
+	1,  // 25: berth.runtime.v1.Runtime.CreateSandbox:input_type -> berth.runtime.v1.CreateSandboxRequest
+	3,  // 26: berth.runtime.v1.Runtime.StopSandbox:input_type -> berth.runtime.v1.StopSandboxRequest
+	5,  // 27: berth.runtime.v1.Runtime.RemoveSandbox:input_type -> berth.runtime.v1.RemoveSandboxRequest
+	7,  // 28: berth.runtime.v1.Runtime.Create:input_type -> berth.runtime.v1.CreateRequest
+	9,  // 29: berth.runtime.v1.Runtime.Start:input_type -> berth.runtime.v1.StartRequest
+	11, // 30: berth.runtime.v1.Runtime.Kill:input_type -> berth.runtime.v1.KillRequest
+	13, // 31: berth.runtime.v1.Runtime.Delete:input_type -> berth.runtime.v1.DeleteRequest
+	15, // 32: berth.runtime.v1.Runtime.State:input_type -> berth.runtime.v1.StateRequest
+	17, // 33: berth.runtime.v1.Runtime.Update:input_type -> berth.runtime.v1.UpdateRequest
+	19, // 34: berth.runtime.v1.Runtime.Stats:input_type -> berth.runtime.v1.StatsRequest
+	22, // 35: berth.runtime.v1.Runtime.SandboxStats:input_type -> berth.runtime.v1.SandboxStatsRequest
+	25, // 36: berth.runtime.v1.Runtime.UpdateSandbox:input_type -> berth.runtime.v1.UpdateSandboxRequest
+	29, // 37: berth.runtime.v1.Runtime.SandboxStatus:input_type -> berth.runtime.v1.SandboxStatusRequest
+	27, // 38: berth.runtime.v1.Runtime.Features:input_type -> berth.runtime.v1.FeaturesRequest
+	36, // 39: berth.runtime.v1.Runtime.CreateCommand:input_type -> berth.runtime.v1.CreateCommandRequest
+	31, // 40: berth.runtime.v1.Runtime.Exec:input_type -> berth.runtime.v1.ExecInput
+	2,  // 41: berth.runtime.v1.Runtime.CreateSandbox:output_type -> berth.runtime.v1.CreateSandboxResponse
+	4,  // 42: berth.runtime.v1.Runtime.StopSandbox:output_type -> berth.runtime.v1.StopSandboxResponse
+	6,  // 43: berth.runtime.v1.Runtime.RemoveSandbox:output_type -> berth.runtime.v1.RemoveSandboxResponse
+	8,  // 44: berth.runtime.v1.Runtime.Create:output_type -> berth.runtime.v1.CreateResponse
+	10, // 45: berth.runtime.v1.Runtime.Start:output_type -> berth.runtime.v1.StartResponse
+	12, // 46: berth.runtime.v1.Runtime.Kill:output_type -> berth.runtime.v1.KillResponse
+	14, // 47: berth.runtime.v1.Runtime.Delete:output_type -> berth.runtime.v1.DeleteResponse
+	16, // 48: berth.runtime.v1.Runtime.State:output_type -> berth.runtime.v1.StateResponse
+	18, // 49: berth.runtime.v1.Runtime.Update:output_type -> berth.runtime.v1.UpdateResponse
+	20, // 50: berth.runtime.v1.Runtime.Stats:output_type -> berth.runtime.v1.StatsResponse
+	23, // 51: berth.runtime.v1.Runtime.SandboxStats:output_type -> berth.runtime.v1.SandboxStatsResponse
+	26, // 52: berth.runtime.v1.Runtime.UpdateSandbox:output_type -> berth.runtime.v1.UpdateSandboxResponse
+	30, // 53: berth.runtime.v1.Runtime.SandboxStatus:output_type -> berth.runtime.v1.SandboxStatusResponse
+	28, // 54: berth.runtime.v1.Runtime.Features:output_type -> berth.runtime.v1.FeaturesResponse
+	37, // 55: berth.runtime.v1.Runtime.CreateCommand:output_type -> berth.runtime.v1.CreateCommandResponse
+	34, // 56: berth.runtime.v1.Runtime.Exec:output_type -> berth.runtime.v1.ExecOutput
+	41, // [41:57] is the sub-list for method output_type
+	25, // [25:41] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_proto_runtime_v1_runtime_proto_init() }
@@ -2795,13 +2903,13 @@ func file_proto_runtime_v1_runtime_proto_init() {
 	if File_proto_runtime_v1_runtime_proto != nil {
 		return
 	}
-	file_proto_runtime_v1_runtime_proto_msgTypes[29].OneofWrappers = []any{
+	file_proto_runtime_v1_runtime_proto_msgTypes[31].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),
 		(*ExecInput_Stdin)(nil),
 		(*ExecInput_Resize)(nil),
 		(*ExecInput_CloseStdin)(nil),
 	}
-	file_proto_runtime_v1_runtime_proto_msgTypes[32].OneofWrappers = []any{
+	file_proto_runtime_v1_runtime_proto_msgTypes[34].OneofWrappers = []any{
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_Exit)(nil),
@@ -2812,7 +2920,7 @@ func file_proto_runtime_v1_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_runtime_v1_runtime_proto_rawDesc), len(file_proto_runtime_v1_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

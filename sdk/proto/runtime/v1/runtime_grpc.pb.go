@@ -40,6 +40,7 @@ const (
 	Runtime_SandboxStats_FullMethodName  = "/berth.runtime.v1.Runtime/SandboxStats"
 	Runtime_UpdateSandbox_FullMethodName = "/berth.runtime.v1.Runtime/UpdateSandbox"
 	Runtime_SandboxStatus_FullMethodName = "/berth.runtime.v1.Runtime/SandboxStatus"
+	Runtime_Features_FullMethodName      = "/berth.runtime.v1.Runtime/Features"
 	Runtime_CreateCommand_FullMethodName = "/berth.runtime.v1.Runtime/CreateCommand"
 	Runtime_Exec_FullMethodName          = "/berth.runtime.v1.Runtime/Exec"
 )
@@ -76,6 +77,9 @@ type RuntimeClient interface {
 	// pod whose init or VM died cannot), cheaply: the host asks on every
 	// PodSandboxStatus.
 	SandboxStatus(ctx context.Context, in *SandboxStatusRequest, opts ...grpc.CallOption) (*SandboxStatusResponse, error)
+	// Features reports what a runtime class can do (the CRI's per-handler
+	// features): the host asks once in a while and before using one.
+	Features(ctx context.Context, in *FeaturesRequest, opts ...grpc.CallOption) (*FeaturesResponse, error)
 	// CreateCommand returns the command that creates a container from its
 	// bundle, for the monitor to run: the monitor becomes the parent of the
 	// container's init (to collect its exit status) and owns its stdio. The
@@ -226,6 +230,16 @@ func (c *runtimeClient) SandboxStatus(ctx context.Context, in *SandboxStatusRequ
 	return out, nil
 }
 
+func (c *runtimeClient) Features(ctx context.Context, in *FeaturesRequest, opts ...grpc.CallOption) (*FeaturesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FeaturesResponse)
+	err := c.cc.Invoke(ctx, Runtime_Features_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *runtimeClient) CreateCommand(ctx context.Context, in *CreateCommandRequest, opts ...grpc.CallOption) (*CreateCommandResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateCommandResponse)
@@ -281,6 +295,9 @@ type RuntimeServer interface {
 	// pod whose init or VM died cannot), cheaply: the host asks on every
 	// PodSandboxStatus.
 	SandboxStatus(context.Context, *SandboxStatusRequest) (*SandboxStatusResponse, error)
+	// Features reports what a runtime class can do (the CRI's per-handler
+	// features): the host asks once in a while and before using one.
+	Features(context.Context, *FeaturesRequest) (*FeaturesResponse, error)
 	// CreateCommand returns the command that creates a container from its
 	// bundle, for the monitor to run: the monitor becomes the parent of the
 	// container's init (to collect its exit status) and owns its stdio. The
@@ -339,6 +356,9 @@ func (UnimplementedRuntimeServer) UpdateSandbox(context.Context, *UpdateSandboxR
 }
 func (UnimplementedRuntimeServer) SandboxStatus(context.Context, *SandboxStatusRequest) (*SandboxStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SandboxStatus not implemented")
+}
+func (UnimplementedRuntimeServer) Features(context.Context, *FeaturesRequest) (*FeaturesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Features not implemented")
 }
 func (UnimplementedRuntimeServer) CreateCommand(context.Context, *CreateCommandRequest) (*CreateCommandResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateCommand not implemented")
@@ -601,6 +621,24 @@ func _Runtime_SandboxStatus_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Runtime_Features_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FeaturesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuntimeServer).Features(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Runtime_Features_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuntimeServer).Features(ctx, req.(*FeaturesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Runtime_CreateCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateCommandRequest)
 	if err := dec(in); err != nil {
@@ -684,6 +722,10 @@ var Runtime_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SandboxStatus",
 			Handler:    _Runtime_SandboxStatus_Handler,
+		},
+		{
+			MethodName: "Features",
+			Handler:    _Runtime_Features_Handler,
 		},
 		{
 			MethodName: "CreateCommand",
