@@ -51,7 +51,7 @@ type sandboxHandle struct {
 // linux.namespaces lists the namespaces the pod needs (paths empty) and
 // whose hostname is the pod's.
 func (p *Plugin) CreateSandbox(ctx context.Context, r *runtimev1.CreateSandboxRequest) (*runtimev1.CreateSandboxResponse, error) {
-	defer lockSandbox(r.GetSandboxId())()
+	defer lockID(r.GetSandboxId())()
 	c, err := p.classFor(r.GetOptions())
 	if err != nil {
 		return nil, err
@@ -153,7 +153,7 @@ func decodeHandle(b []byte) (*sandboxHandle, error) {
 // StopSandbox stops the pod init, which ends every process of the pod's
 // PID namespace. Idempotent.
 func (p *Plugin) StopSandbox(ctx context.Context, r *runtimev1.StopSandboxRequest) (*runtimev1.StopSandboxResponse, error) {
-	defer lockSandbox(r.GetSandboxId())()
+	defer lockID(r.GetSandboxId())()
 	return p.stopSandbox(ctx, r)
 }
 
@@ -182,38 +182,41 @@ func (p *Plugin) stopSandbox(ctx context.Context, r *runtimev1.StopSandboxReques
 	return &runtimev1.StopSandboxResponse{}, nil
 }
 
-// sandboxLocks serialise CreateSandbox, StopSandbox and RemoveSandbox of
-// one sandbox. A CreateSandbox the host was killed during goes on here;
-// the restarted host's RemoveSandbox of the half-made pod must wait for it
-// and find everything it made (pins, pod init, cgroup), not race it and
-// leave the rest behind.
-var sandboxLocks = struct {
+// idLocks serialise the calls on one sandbox (CreateSandbox, StopSandbox,
+// RemoveSandbox) and the deletes of one container. A CreateSandbox the host
+// was killed during goes on here; the restarted host's RemoveSandbox of the
+// half-made pod must wait for it and find everything it made (pins, pod
+// init, cgroup), not race it and leave the rest behind. Two `runc delete
+// --force` of one container at once fail ("invalid state transition from
+// stopped to paused"): the host deletes an exited container in the
+// background and again when it is removed.
+var idLocks = struct {
 	sync.Mutex
-	m map[string]*sandboxLock
-}{m: map[string]*sandboxLock{}}
+	m map[string]*idLock
+}{m: map[string]*idLock{}}
 
-type sandboxLock struct {
+type idLock struct {
 	sync.Mutex
 	refs int
 }
 
-func lockSandbox(id string) (unlock func()) {
-	sandboxLocks.Lock()
-	l := sandboxLocks.m[id]
+func lockID(id string) (unlock func()) {
+	idLocks.Lock()
+	l := idLocks.m[id]
 	if l == nil {
-		l = &sandboxLock{}
-		sandboxLocks.m[id] = l
+		l = &idLock{}
+		idLocks.m[id] = l
 	}
 	l.refs++
-	sandboxLocks.Unlock()
+	idLocks.Unlock()
 	l.Lock()
 	return func() {
 		l.Unlock()
-		sandboxLocks.Lock()
+		idLocks.Lock()
 		if l.refs--; l.refs == 0 {
-			delete(sandboxLocks.m, id)
+			delete(idLocks.m, id)
 		}
-		sandboxLocks.Unlock()
+		idLocks.Unlock()
 	}
 }
 
@@ -231,7 +234,7 @@ func exited(pid int) bool {
 // RemoveSandbox unpins the namespaces and removes the sandbox directory.
 // Idempotent.
 func (p *Plugin) RemoveSandbox(ctx context.Context, r *runtimev1.RemoveSandboxRequest) (*runtimev1.RemoveSandboxResponse, error) {
-	defer lockSandbox(r.GetSandboxId())()
+	defer lockID(r.GetSandboxId())()
 	h, err := p.handleFor(r.GetSandboxId(), r.GetHandle())
 	if err != nil {
 		return nil, err
@@ -298,6 +301,7 @@ func (p *Plugin) Kill(ctx context.Context, r *runtimev1.KillRequest) (*runtimev1
 
 // Delete implements runtimev1.RuntimeServer.
 func (p *Plugin) Delete(ctx context.Context, r *runtimev1.DeleteRequest) (*runtimev1.DeleteResponse, error) {
+	defer lockID("container/" + r.GetContainerId())()
 	c, err := p.classFor(r.GetOptions())
 	if err != nil {
 		return nil, err

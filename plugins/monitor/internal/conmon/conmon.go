@@ -182,7 +182,6 @@ func Spawn(o Options) (int, <-chan struct{}, error) {
 	w := spare.next
 	spare.next = nil
 	spare.Unlock()
-	defer refill()
 	if w != nil {
 		if err := handOver(w, enc); err != nil {
 			w = nil // the spare died: start one now
@@ -190,9 +189,11 @@ func Spawn(o Options) (int, <-chan struct{}, error) {
 	}
 	if w == nil {
 		if w, err = startIdle(); err != nil {
+			refill()
 			return 0, nil, fmt.Errorf("spawn supervisor: %w", err)
 		}
 		if err := handOver(w, enc); err != nil {
+			refill()
 			return 0, nil, fmt.Errorf("spawn supervisor: hand over options: %w", err)
 		}
 	}
@@ -203,6 +204,9 @@ func Spawn(o Options) (int, <-chan struct{}, error) {
 		_, _ = w.notifyR.Read(b[:])
 		w.notifyR.Close()
 		close(created)
+		// The next spare starts once this create is done, not during it:
+		// on a small node they would compete for the CPU.
+		refill()
 	}()
 	return w.cmd.Process.Pid, created, nil
 }
