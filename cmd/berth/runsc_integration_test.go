@@ -62,6 +62,9 @@ func runscProcs(d *daemon) map[int]string {
 		if len(argv) == 1 && strings.HasPrefix(argv[0], d.dir) {
 			continue // a plugin (started without arguments)
 		}
+		if comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm")); strings.TrimSpace(string(comm)) == "berth-spare" {
+			continue // the monitor's spare supervisor: the daemon's, no pod's
+		}
 		out[pid] = strings.Join(argv, " ")
 	}
 	return out
