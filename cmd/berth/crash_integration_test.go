@@ -42,24 +42,7 @@ func TestIntegrationHostCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := d.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = d.cmd.Wait()
-	store, err := state.Open(filepath.Join(d.root, "berth.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb, err := store.Sandbox(half.PodSandboxId)
-	if err != nil {
-		t.Fatal(err)
-	}
-	halfDir := sb.Dir
-	sb.Phase, sb.Handle, sb.Namespaces = state.PhaseCreating, nil, nil
-	if err := store.UpdateSandbox(sb); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
+	halfDir := killAndRewindPod(t, d, half.PodSandboxId).Dir
 
 	d.start()
 	st := waitState(t, rc, c.ContainerId, runtimeapi.ContainerState_CONTAINER_RUNNING)
@@ -154,4 +137,29 @@ func TestIntegrationMonitorPluginKilled(t *testing.T) {
 	if _, err := rc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
 		t.Error(err)
 	}
+}
+
+// killAndRewindPod kills berth serve (SIGKILL) and rewinds pod id's record to
+// what a crash between the runtime's CreateSandbox and the record's update
+// leaves: phase creating, no handle, no namespaces. It returns the record.
+func killAndRewindPod(t *testing.T, d *daemon, id string) *state.Sandbox {
+	t.Helper()
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.cmd.Wait()
+	store, err := state.Open(filepath.Join(d.root, "berth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	sb, err := store.Sandbox(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb.Phase, sb.Handle, sb.Namespaces = state.PhaseCreating, nil, nil
+	if err := store.UpdateSandbox(sb); err != nil {
+		t.Fatal(err)
+	}
+	return sb
 }

@@ -17,8 +17,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/berth-cri/berth/host/state"
 )
 
 // The runsc runtime class (plugins.toml): each pod is one gVisor sandbox
@@ -410,23 +408,7 @@ func TestIntegrationRunscHostCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = d.cmd.Wait()
-	store, err := state.Open(filepath.Join(d.root, "berth.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb, err := store.Sandbox(half.PodSandboxId)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb.Phase, sb.Handle, sb.Namespaces = state.PhaseCreating, nil, nil
-	if err := store.UpdateSandbox(sb); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
+	killAndRewindPod(t, d, half.PodSandboxId)
 
 	d.start()
 	waitState(t, rc, c.ContainerId, runtimeapi.ContainerState_CONTAINER_RUNNING)
