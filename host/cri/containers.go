@@ -412,6 +412,7 @@ func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContaine
 	if err := s.stopContainer(ctx, c, req.GetTimeout()); err != nil {
 		return nil, err
 	}
+	s.releaseRuntime(c)
 	return &runtimeapi.StopContainerResponse{}, nil
 }
 
@@ -464,14 +465,13 @@ func (s *Server) stopContainer(ctx context.Context, c *state.Container, timeout 
 	if !s.waitExit(ctx, c, killGrace) {
 		return status.Errorf(codes.DeadlineExceeded, "container %s did not exit within %v of SIGKILL", c.ID, killGrace)
 	}
-	s.releaseRuntime(c)
 	return nil
 }
 
 // releaseRuntime has the runtime forget an exited container in the
 // background (runc delete: its state and cgroup), off the path of
 // RemoveContainer and RemovePodSandbox, which then find nothing left to do
-// there. The exit status is the monitor's, so nothing is lost.
+// there. Stops that are part of a removal delete in line instead. The exit status is the monitor's, so nothing is lost.
 func (s *Server) releaseRuntime(c *state.Container) {
 	rtc, opts, _, err := s.containerRuntime(c)
 	if err != nil {

@@ -408,6 +408,13 @@ func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSand
 	if err := s.stopSandbox(ctx, sb); err != nil {
 		return nil, err
 	}
+	if cs, err := s.store.Containers(sb.ID); err == nil {
+		for _, c := range cs {
+			if c.Phase == state.PhaseExited {
+				s.releaseRuntime(c)
+			}
+		}
+	}
 	return &runtimeapi.StopPodSandboxResponse{}, nil
 }
 
